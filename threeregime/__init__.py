@@ -1,0 +1,1 @@
+"""threeregime: the three-regime model of network pruning as a Snakemake workflow."""

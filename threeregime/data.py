@@ -1,0 +1,197 @@
+"""Data sets as uint8 NHWC arrays, kept on the device, with batched on-device augmentation.
+
+A data set is loaded once into host memory (torchvision for CIFAR-10/100 and SVHN,
+scikit-learn's bundled `load_digits` for the offline demo, or any `.npz`), then moved to the
+training device as uint8 (CIFAR-10 is 150 MB). Each training copy draws its data order, crop
+offsets and flips from its own torch.Generator, so a seed's stream does not depend on what
+else runs in the process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# Normalisation constants used by the reference recipe for CIFAR.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class DataError(RuntimeError):
+    """A data set is missing or malformed; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = "cifar10"          # cifar10 | cifar100 | svhn | digits | npz
+    root: str = "data"             # torchvision root, or the .npz file for name == npz
+    download: bool = False
+    crop_padding: int = 4          # RandomCrop(size, padding=crop_padding); 0 disables
+    hflip: bool = True
+
+
+@dataclass
+class ArrayDataset:
+    x_train: np.ndarray  # uint8 [N, H, W, C]
+    y_train: np.ndarray  # int64 [N]
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+
+def _check_arrays(x_train, y_train, x_test, y_test, where: str) -> None:
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise DataError(f"{where}: {name} must be uint8 NHWC images [N, H, W, C], "
+                            f"got dtype {x.dtype} and shape {x.shape}")
+    for name, x, y in (("y_train", x_train, y_train), ("y_test", x_test, y_test)):
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{where}: {name} must be integer labels [N] with N = {len(x)}, "
+                            f"got dtype {y.dtype} and shape {y.shape}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"{where}: train and test images differ in shape: {x_train.shape[1:]} vs {x_test.shape[1:]}")
+
+
+def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    f = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
+    return tuple(f.mean(0).tolist()), tuple(np.maximum(f.std(0), 1e-3).tolist())
+
+
+def from_arrays(x_train, y_train, x_test, y_test, where="arrays", mean=None, std=None) -> ArrayDataset:
+    _check_arrays(x_train, y_train, x_test, y_test, where)
+    if mean is None:
+        mean, std = _channel_stats(x_train)
+    y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    return ArrayDataset(np.ascontiguousarray(x_train), y_train, np.ascontiguousarray(x_test), y_test,
+                        tuple(mean), tuple(std), num_classes)
+
+
+def load_npz(path: str) -> ArrayDataset:
+    if not os.path.exists(path):
+        raise DataError(f"data.root: no such .npz file: {path}")
+    with np.load(path) as z:
+        missing = [k for k in NPZ_KEYS if k not in z.files]
+        if missing:
+            raise DataError(f"{path}: missing arrays {missing}; an .npz data set needs {list(NPZ_KEYS)} "
+                            f"(uint8 NHWC images, integer labels)")
+        arrays = [z[k] for k in NPZ_KEYS]
+    return from_arrays(*arrays, where=path)
+
+
+def load_digits_dataset(test_fraction: float = 0.2) -> ArrayDataset:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, shipped offline), fixed split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # 0..16 -> 0..255
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return from_arrays(x[train], y[train], x[test], y[test], where="digits")
+
+
+def _torchvision(spec: DataSpec) -> ArrayDataset:
+    import torchvision
+
+    def get(cls, **kw):
+        try:
+            return cls(spec.root, download=spec.download, **kw)
+        except RuntimeError as e:
+            if spec.download:
+                raise
+            raise DataError(f"{spec.name} not found under data.root = {spec.root!r} ({e}). "
+                            f"Set data.download: true (or pass --config data.download=true) to fetch it, "
+                            f"or point data.root at an existing copy.") from None
+
+    if spec.name in ("cifar10", "cifar100"):
+        cls = torchvision.datasets.CIFAR10 if spec.name == "cifar10" else torchvision.datasets.CIFAR100
+        tr, te = get(cls, train=True), get(cls, train=False)
+        return from_arrays(tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets),
+                           where=spec.name, mean=CIFAR_MEAN, std=CIFAR_STD)
+    if spec.name == "svhn":
+        tr, te = get(torchvision.datasets.SVHN, split="train"), get(torchvision.datasets.SVHN, split="test")
+        nhwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # SVHN ships NCHW
+        return from_arrays(nhwc(tr.data), tr.labels, nhwc(te.data), te.labels, where="svhn")
+    raise DataError(f"data.name: unknown data set {spec.name!r}")
+
+
+def load_dataset(spec: DataSpec) -> ArrayDataset:
+    if spec.name == "digits":
+        return load_digits_dataset()
+    if spec.name == "npz":
+        return load_npz(spec.root)
+    return _torchvision(spec)
+
+
+class DeviceData:
+    """The data set on the training device, with batched augmentation per training copy."""
+
+    def __init__(self, ds: ArrayDataset, device: torch.device, crop_padding: int = 0, hflip: bool = False):
+        self.device = device
+        self.x_train = torch.from_numpy(ds.x_train).to(device)
+        self.y_train = torch.from_numpy(ds.y_train).to(device)
+        self.x_test = torch.from_numpy(ds.x_test).to(device)
+        self.y_test = torch.from_numpy(ds.y_test).to(device)
+        c = ds.image_shape[-1]
+        self.mean = torch.tensor(ds.mean, device=device).view(1, 1, 1, c) * 255.0
+        self.std = torch.tensor(ds.std, device=device).view(1, 1, 1, c) * 255.0
+        self.crop_padding, self.hflip = crop_padding, hflip
+        self.num_classes = ds.num_classes
+        self.channels = c
+        # Zero padding of the raw uint8 image, as torchvision's RandomCrop(padding=p) does
+        # before normalisation; done once, so each step is a single gather.
+        p = crop_padding
+        self._padded = (torch.nn.functional.pad(self.x_train.permute(0, 3, 1, 2), (p, p, p, p))
+                        .permute(0, 2, 3, 1).contiguous() if p else self.x_train)
+
+    @property
+    def n_train(self) -> int:
+        return self.x_train.shape[0]
+
+    def epoch_plan(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One copy's epoch: a permutation, crop offsets and flips, all drawn from its generator."""
+        n, dev = self.n_train, self.device
+        plan = {"order": torch.randperm(n, generator=generator, device=dev)}
+        if self.crop_padding:
+            plan["offset"] = torch.randint(0, 2 * self.crop_padding + 1, (n, 2), generator=generator, device=dev)
+        if self.hflip:
+            plan["flip"] = torch.randint(0, 2, (n,), generator=generator, device=dev, dtype=torch.bool)
+        return plan
+
+    def augmented(self, plan: dict[str, torch.Tensor], start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [..., b, H, W, C] (uint8) and labels [..., b] at positions start:stop of a plan.
+
+        Plans may carry leading dimensions (one per training copy): crop and flip of all
+        copies are then one gather.
+        """
+        idx = plan["order"][..., start:stop]
+        if not self.crop_padding and not self.hflip:
+            return self.x_train[idx], self.y_train[idx]
+        h, w = self.x_train.shape[1:3]
+        rows = torch.arange(h, device=self.device)
+        cols = torch.arange(w, device=self.device)
+        off = plan["offset"][..., start:stop, :] if self.crop_padding else torch.zeros(
+            (*idx.shape, 2), dtype=torch.long, device=self.device)
+        rows = off[..., 0:1] + rows                           # [..., b, h]
+        cols = off[..., 1:2] + cols                           # [..., b, w]
+        if self.hflip:
+            cols = torch.where(plan["flip"][..., start:stop, None], cols.flip(-1), cols)
+        imgs = self._padded[idx[..., None, None], rows[..., :, None], cols[..., None, :]]
+        return imgs, self.y_train[idx]
+
+    def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
+        """uint8 [..., B, H, W, C] -> float [..., B, C, H, W], normalised."""
+        x = (imgs.float() - self.mean) / self.std
+        return x.movedim(-1, -3)

@@ -1,0 +1,122 @@
+"""Loss-landscape metrics of retrained copies: linear mode connectivity and CKA similarity."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from .data import DeviceData
+from .models import ModelSpec
+from .training import Engine, build_model, evaluate, outputs, reestimate_bn
+
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def lmc_barrier(errors) -> float:
+    """LMC of an error curve along t in [0, 1]: ½(err(0) + err(1)) − err(t*), with t* the point
+    where |½(err(0) + err(1)) − err(t)| is largest (the first such point on ties).
+
+    ≈ 0: connected; negative: a barrier (the path is worse than its ends).
+    """
+    e = np.asarray(errors, dtype=np.float64)
+    mid = 0.5 * (e[0] + e[-1])
+    gap = mid - e
+    return float(gap[int(np.argmax(np.abs(gap)))])
+
+
+def _centre(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(0, keepdim=True)
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA (Kornblith et al. 2019) of representations x [n, p] and y [n, q].
+
+    HSIC with centred linear Gram matrices, computed in feature space:
+    ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F).
+    """
+    xc, yc = _centre(x.double()), _centre(y.double())
+    cross = torch.linalg.matrix_norm(yc.T @ xc) ** 2
+    return float(cross / (torch.linalg.matrix_norm(xc.T @ xc) * torch.linalg.matrix_norm(yc.T @ yc)))
+
+
+def interpolate(a: dict, b: dict, t: float) -> dict:
+    """θ(t) = t·θ_a + (1−t)·θ_b for parameters; BatchNorm buffers reset (re-estimated later)."""
+    out = {}
+    for name, va in a.items():
+        if name.endswith(BN_BUFFERS):
+            if name.endswith("running_mean"):
+                out[name] = torch.zeros_like(va)
+            elif name.endswith("running_var"):
+                out[name] = torch.ones_like(va)
+            else:
+                out[name] = torch.zeros_like(va)
+        else:
+            out[name] = t * va + (1.0 - t) * b[name]
+    return out
+
+
+def cka_sample_indices(n_train: int, size: int, seed: int = 0) -> torch.Tensor:
+    """The fixed set of training images CKA is measured on (same for every cell)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_train, generator=g)[:min(size, n_train)].sort().values
+
+
+def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData, engine: Engine,
+                      points: int = 11, cka_samples: int = 6400, chunk: int = 0) -> dict:
+    """LMC and CKA for every pair of retrained copies of one cell.
+
+    All interpolated networks of all pairs (the shared endpoints once) are evaluated as one
+    grouped network, `chunk` at a time (0: all at once): BatchNorm re-estimation and the
+    training error of many θ(t) cost one pass each over the training set.
+    """
+    seeds = sorted(states)
+    pairs = list(itertools.combinations(seeds, 2))
+    ts = np.linspace(0.0, 1.0, points)
+    # Unique networks: each copy once (t=0 / t=1 are copies themselves), then interior points.
+    nets, index = [], {}
+    for s in seeds:
+        index[("copy", s)] = len(nets)
+        nets.append(interpolate(states[s], states[s], 1.0))
+    for a, b in pairs:
+        for t in ts[1:-1]:
+            index[(a, b, float(t))] = len(nets)
+            nets.append(interpolate(states[a], states[b], float(t)))
+
+    train_err = np.empty(len(nets))
+    train_loss = np.empty(len(nets))
+    step = chunk or len(nets)
+    for lo in range(0, len(nets), step):
+        model = build_model(spec, nets[lo:lo + step], engine)
+        reestimate_bn(model, data.x_train, data, engine)
+        res = evaluate(model, data.x_train, data.y_train, data, engine).cpu().numpy()
+        train_loss[lo:lo + step], train_err[lo:lo + step] = res[:, 0], res[:, 1]
+        del model
+
+    # CKA on the copies as retrained (their own BatchNorm statistics), no augmentation.
+    idx = cka_sample_indices(data.n_train, cka_samples).to(data.device)
+    model = build_model(spec, [states[s] for s in seeds], engine)
+    logits = outputs(model, data.x_train[idx], data, engine).cpu()
+    probs = torch.softmax(logits.double(), -1)
+
+    result = {"ts": ts.tolist(), "pairs": []}
+    for a, b in pairs:
+        def at(t):
+            if t == 0.0:
+                return index[("copy", b)]
+            if t == 1.0:
+                return index[("copy", a)]
+            return index[(a, b, float(t))]
+        errs = [float(train_err[at(float(t))]) for t in ts]
+        losses = [float(train_loss[at(float(t))]) for t in ts]
+        ia, ib = seeds.index(a), seeds.index(b)
+        result["pairs"].append({
+            "seed_a": a, "seed_b": b,
+            "lmc": lmc_barrier(errs),
+            "cka": linear_cka(probs[ia], probs[ib]),
+            "cka_logit": linear_cka(logits[ia], logits[ib]),
+            "train_error_curve": errs,
+            "train_loss_curve": losses,
+        })
+    return result

@@ -1,0 +1,146 @@
+"""The workflow's stages as plain functions: what each Snakemake job does.
+
+Scripts in workflow_scripts/ only translate Snakemake's objects into these calls, so every
+stage runs (and is tested) without Snakemake.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from dataclasses import asdict
+
+import torch
+
+from .checkpoints import load_torch, save_json, save_text, save_torch
+from .data import DeviceData, DataSpec, load_dataset
+from .landscape import landscape_metrics
+from .models import ModelSpec, PreResNet
+from .pruning import density_of, magnitude_masks
+from .training import Engine, TrainSpec, train_copies
+
+LOG_COLUMNS = ("retrain_seed", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error")
+
+
+def device_data(spec: DataSpec, engine: Engine, augment: bool):
+    ds = load_dataset(spec)
+    data = DeviceData(ds, engine.device, spec.crop_padding if augment else 0, spec.hflip if augment else False)
+    return ds, data
+
+
+def _spec_of(ckpt: dict) -> ModelSpec:
+    return ModelSpec(**ckpt["spec"])
+
+
+def train_dense(data_spec: DataSpec, model_cfg: dict, hp: TrainSpec, seed: int, outputs: dict[int, str],
+                partial_dir: str, engine: Engine, meta: dict, log=print) -> None:
+    """One dense run; writes the checkpoint of every epoch in `outputs` (epoch -> path).
+
+    Checkpoints and the resume state go to `partial_dir` first and are moved to their
+    targets only when the run is complete, so a killed job keeps them for its rerun.
+    """
+    ds, data = device_data(data_spec, engine, augment=True)
+    spec = ModelSpec(model_cfg["arch"], int(model_cfg["depth"]), float(model_cfg["width"]),
+                     ds.image_shape[-1], ds.num_classes)
+    torch.manual_seed(seed)
+    init = PreResNet(spec, 1).copy_state(0)
+    os.makedirs(partial_dir, exist_ok=True)
+
+    def on_epoch(epoch, model, history):
+        if epoch in outputs:
+            save_torch({"meta": {**meta, "epoch": epoch}, "spec": asdict(spec),
+                        "state_dict": model.copy_state(0), "history": [asdict(h) for h in history]},
+                       os.path.join(partial_dir, f"epoch{epoch}.pt"))
+
+    log(f"dense training seed {seed}: {spec.key}, {hp}, {engine.describe()}")
+    train_copies(spec, [init], [seed], data, hp, engine, on_epoch=on_epoch,
+                 resume_path=os.path.join(partial_dir, "resume.pt"),
+                 resume_meta={**meta, "train": hp.as_dict()}, log=log)
+    for epoch, path in outputs.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.replace(os.path.join(partial_dir, f"epoch{epoch}.pt"), path)
+    shutil.rmtree(partial_dir, ignore_errors=True)
+
+
+def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str, expect: dict,
+                     meta: dict, log=print) -> float:
+    ckpt = load_torch(dense_path, expect=expect)
+    spec = _spec_of(ckpt)
+    state = ckpt["state_dict"]
+    conv = {name: state[name] for name in PreResNet(spec, 1).prunable()}
+    masks = magnitude_masks(conv, density, method)
+    pruned = dict(state)
+    for name, m in masks.items():
+        pruned[name] = state[name] * m
+    achieved = density_of(masks)
+    save_torch({"meta": {**meta, "achieved_density": achieved}, "spec": ckpt["spec"], "state_dict": pruned,
+                "mask": masks}, out_path)
+    log(f"{method} magnitude pruning of {dense_path} to density {density}: kept {achieved:.6f} of conv weights")
+    return achieved
+
+
+def _write_log(history_by_seed: dict[int, list], path: str) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(LOG_COLUMNS)
+    for seed, history in sorted(history_by_seed.items()):
+        for h in history:
+            w.writerow([seed, h["epoch"], h["lr"], h["train_loss"], h["train_error"], h["test_loss"],
+                        h["test_error"]])
+    save_text(buf.getvalue(), path)
+
+
+def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_spec: DataSpec,
+                 hp: TrainSpec, engine: Engine, resume_dir: str, meta: dict, expect: dict, log=print) -> None:
+    """Retrain copies of one pruned network, one per seed in `outputs` (seed -> path).
+
+    All copies start from the same pruned weights and keep its mask; the seed sets only the
+    data order and augmentation. Copies are trained `engine.copies_per_pass` at a time
+    (0: all together) in one grouped network.
+    """
+    ckpt = load_torch(pruned_path, expect=expect)
+    spec, masks = _spec_of(ckpt), ckpt["mask"]
+    _, data = device_data(data_spec, engine, augment=True)
+    seeds = sorted(outputs)
+    per_pass = engine.copies_per_pass or len(seeds)
+    os.makedirs(resume_dir, exist_ok=True)
+    log(f"retraining {len(seeds)} copies of {pruned_path} ({per_pass} per pass), {hp}, {engine.describe()}")
+    job_meta = {**meta, "train": hp.as_dict(), "seeds": seeds}
+    for lo in range(0, len(seeds), per_pass):
+        group = seeds[lo:lo + per_pass]
+        done = [os.path.join(resume_dir, f"seed{s}.pt") for s in group]
+        if all(os.path.exists(p) for p in done):
+            continue
+        states, history = train_copies(
+            spec, [ckpt["state_dict"]] * len(group), group, data, hp, engine, masks=masks,
+            resume_path=os.path.join(resume_dir, f"group{'-'.join(map(str, group))}.pt"),
+            resume_meta={**job_meta, "group": group}, log=log)
+        for k, (s, path) in enumerate(zip(group, done)):
+            rows = [{"epoch": h.epoch, "lr": h.lr, "train_loss": h.train_loss[k], "train_error": h.train_error[k],
+                     "test_loss": h.test_loss[k], "test_error": h.test_error[k]} for h in history]
+            save_torch({"meta": {**meta, "retrain_seed": s, "train": hp.as_dict()}, "spec": ckpt["spec"],
+                        "state_dict": states[k], "mask": masks, "history": rows}, path)
+    histories = {}
+    for s in seeds:
+        part = load_torch(os.path.join(resume_dir, f"seed{s}.pt"))
+        histories[s] = part["history"]
+        os.replace(os.path.join(resume_dir, f"seed{s}.pt"), outputs[s])
+    _write_log(histories, log_path)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def measure_cell(retrained: dict[int, str], out_path: str, data_spec: DataSpec, engine: Engine,
+                 points: int, cka_samples: int, meta: dict, expect: dict, log=print) -> dict:
+    ckpts = {s: load_torch(p, expect=expect) for s, p in retrained.items()}
+    spec = _spec_of(next(iter(ckpts.values())))
+    _, data = device_data(data_spec, engine, augment=False)
+    log(f"landscape metrics of {len(ckpts)} copies: {points} points per pair, {engine.describe()}")
+    res = landscape_metrics(spec, {s: c["state_dict"] for s, c in ckpts.items()}, data, engine,
+                            points=points, cka_samples=cka_samples)
+    res["meta"] = meta
+    save_json(res, out_path)
+    for p in res["pairs"]:
+        log(f"pair ({p['seed_a']}, {p['seed_b']}): lmc {p['lmc']:+.4f}, cka {p['cka']:.4f}")
+    return res

@@ -1,0 +1,73 @@
+"""Collect a study's per-copy and per-pair metrics into tables and label each cell's regime."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+
+from .checkpoints import save_bytes
+
+CELL_KEYS = ["model", "trainer", "method", "temperature", "density", "dense_seed"]
+LAST_EPOCHS = 5  # a copy's test error: the mean over its last 5 epochs
+
+
+def regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float) -> str:
+    """Regime I: poorly connected (LMC < ε); else II-B if CKA ≥ threshold, II-A otherwise."""
+    if not np.isfinite(lmc):
+        return "missing"
+    if lmc < lmc_epsilon:
+        return "I"
+    return "II-B" if cka >= cka_threshold else "II-A"
+
+
+def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
+    """Rows of one cell: one per retrained copy, one per pair."""
+    base = {k: cell[k] for k in CELL_KEYS}
+    logs = pd.read_csv(log_csv)
+    rows = []
+    for seed, h in logs.groupby("retrain_seed"):
+        h = h.sort_values("epoch")
+        last = h.iloc[-1]
+        rows.append({**base, "kind": "copy", "retrain_seed": int(seed),
+                     "test_error": float(h["test_error"].tail(LAST_EPOCHS).mean()),
+                     "final_test_error": float(last["test_error"]), "final_train_error": float(last["train_error"]),
+                     "final_train_loss": float(last["train_loss"]), "epochs": int(last["epoch"])})
+    with open(landscape_json) as f:
+        land = json.load(f)
+    for p in land["pairs"]:
+        rows.append({**base, "kind": "pair", "pair": f"{p['seed_a']}-{p['seed_b']}", "lmc": p["lmc"],
+                     "cka": p["cka"], "cka_logit": p["cka_logit"]})
+    return rows
+
+
+def summarize(table: pd.DataFrame, lmc_epsilon: float, cka_threshold: float) -> pd.DataFrame:
+    """One row per (temperature, density): means over dense seeds, retrain seeds and pairs."""
+    keys = ["model", "trainer", "method", "temperature", "density"]
+    copies = table[table.kind == "copy"].groupby(keys).agg(test_error=("test_error", "mean"),
+                                                           n_copies=("test_error", "size"))
+    pairs = table[table.kind == "pair"].groupby(keys).agg(
+        lmc=("lmc", "mean"), cka=("cka", "mean"), cka_logit=("cka_logit", "mean"), n_pairs=("lmc", "size"),
+        n_dense_seeds=("dense_seed", "nunique"))
+    out = copies.join(pairs, how="outer").reset_index()
+    out["regime"] = [regime(l, c, lmc_epsilon, cka_threshold) for l, c in zip(out.lmc, out.cka)]
+    return out
+
+
+def write_parquet(df: pd.DataFrame, path: str) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    save_bytes(buf.getvalue(), path)
+
+
+def build_tables(cells: list[dict], table_path: str, summary_path: str, lmc_epsilon: float,
+                 cka_threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """cells: dicts with CELL_KEYS plus 'log' and 'landscape' file paths."""
+    rows = [r for c in cells for r in cell_rows(c, c["log"], c["landscape"])]
+    table = pd.DataFrame(rows)
+    summary = summarize(table, lmc_epsilon, cka_threshold)
+    write_parquet(table, table_path)
+    write_parquet(summary, summary_path)
+    return table, summary
