@@ -141,6 +141,8 @@ AccountingStorageHost=127.0.0.1
 AccountingStorageTRES=gres/gpu
 AccountingStorageEnforce=associations
 JobCompType=jobcomp/none
+# keep the sbatch --comment (the plugin puts rule name + wildcards there)
+AccountingStoreFlags=job_comment
 GresTypes=gpu
 NodeName=$HOST NodeAddr=127.0.0.1 $node_hw RealMemory=$real_mem Gres=gpu:$NGPUS State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP

@@ -1,0 +1,594 @@
+#!/usr/bin/env python
+"""Retraining throughput: the upstream recipe vs threeregime's fused copies (issue 3).
+
+Runs, one after the other in one process on the same machine:
+
+  upstream    one model at a time, torchvision DataLoader over a dataset-like object with PIL
+              transforms (RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize),
+              shuffle=True, batch 64, SGD(0.1, 0.9, 1e-4), masks through
+              torch.nn.utils.prune.custom_from_mask on every conv, loss.item() / accuracy
+              .item() every step, plain nn.Conv2d PreResNet-20 written below.
+  fused       threeregime.training.train_copies with K retrain seeds in one grouped network.
+  sequential  the same, K calls with one seed each.
+  lmc         threeregime.landscape.landscape_metrics on the K copies (K*(K-1)/2 pairs).
+
+Optional variants (--extra): `graphed` (the fused step loop captured in one CUDA graph, a
+copy of train_copies' loop in this file), `compile` (torch.compile of the grouped model),
+`scan` (fused with more copies, --scan-copies), `lmcvar` (landscape variants: bigger eval
+batches, BatchNorm re-estimation on a subset), `profile` (torch.profiler of the fused loop),
+`digits` (fused vs sequential at the digits demo scale).
+
+Every training variant starts from the same PreResNet state pruned to --density with
+uniform magnitude pruning. Each run's first epoch is warm-up (cudnn autotune, compilation,
+allocator growth) and is reported separately; the rates are from the following epochs.
+Every epoch includes one evaluation pass over the test set, as both recipes do.
+
+  python benchmarks/retrain_benchmark.py                    # CPU: ../shared/data/cifar10_mini.npz
+  python benchmarks/retrain_benchmark.py --synthetic-cifar --workers 8 --extra graphed,compile,scan
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from threeregime import landscape, training  # noqa: E402
+from threeregime.data import (CIFAR_MEAN, CIFAR_STD, ArrayDataset, DeviceData, from_arrays,  # noqa: E402
+                              load_digits_dataset, load_npz)
+from threeregime.models import ModelSpec, PreResNet  # noqa: E402
+from threeregime.pruning import magnitude_masks  # noqa: E402
+from threeregime.training import Engine, TrainSpec, build_model, stacked_masks, to_model_input  # noqa: E402
+
+# The reference grid (config.yaml): 16 temperatures x 9 densities x 3 dense seeds.
+GRID_CELLS, GRID_COPIES, GRID_EPOCHS, GRID_DENSE = 432, 3, 160, 3
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+# --------------------------------------------------------------------------------------------
+# (a) the upstream recipe
+# --------------------------------------------------------------------------------------------
+
+class BasicBlock(nn.Module):
+    """Pre-activation basic block, as in the reference preresnet.py (plain layers)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride, 0, bias=False) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        out = self.conv1(F.relu(self.bn1(x)))
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+class PlainPreResNet(nn.Module):
+    """Ordinary PreResNet (16/32/64, depth 6n+2); state-dict keys equal threeregime's K=1 ones."""
+
+    def __init__(self, depth=20, in_channels=3, num_classes=10):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        layers, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(BasicBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.bn = nn.BatchNorm2d(64)
+        self.avgpool = nn.AvgPool2d(8)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        x = self.avgpool(F.relu(self.bn(x)))
+        return self.fc(x.flatten(1))
+
+
+class CIFARLike(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does per item: uint8 HWC -> PIL image -> transform."""
+
+    def __init__(self, x, y, transform):
+        self.data, self.targets, self.transform = x, [int(v) for v in y], transform
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+
+def run_upstream(ds: ArrayDataset, state: dict, masks: dict, hp: TrainSpec, dev, epochs: int, workers: int,
+                 test_batch: int = 256) -> list[float]:
+    """Epoch times (train + test pass) of the upstream recipe, one model."""
+    import torchvision.transforms as T
+    from torch.nn.utils import prune
+
+    mean, std = (CIFAR_MEAN, CIFAR_STD) if ds.image_shape[-1] == 3 else (ds.mean, ds.std)
+    size = ds.image_shape[0]
+    train_tf = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                          T.Normalize(mean, std)])
+    test_tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    kw = dict(num_workers=workers, pin_memory=dev.type == "cuda")
+    train_loader = torch.utils.data.DataLoader(CIFARLike(ds.x_train, ds.y_train, train_tf), batch_size=hp.batch_size,
+                                               shuffle=True, **kw)
+    test_loader = torch.utils.data.DataLoader(CIFARLike(ds.x_test, ds.y_test, test_tf), batch_size=test_batch,
+                                              shuffle=False, **kw)
+    model = PlainPreResNet(20, ds.image_shape[-1], ds.num_classes)
+    model.load_state_dict(state)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            prune.custom_from_mask(m, "weight", masks[f"{name}.weight"].float())
+    model.to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    times = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        avg_loss, train_acc = 0.0, 0
+        for data, target in train_loader:
+            data, target = data.to(dev), target.to(dev)
+            opt.zero_grad()
+            output = model(data)
+            loss = F.cross_entropy(output, target)
+            avg_loss += loss.item()
+            pred = output.data.max(1, keepdim=True)[1]
+            train_acc += pred.eq(target.data.view_as(pred)).cpu().sum().item()
+            loss.backward()
+            opt.step()
+        model.eval()
+        test_loss, correct = 0.0, 0
+        with torch.no_grad():
+            for data, target in test_loader:
+                data, target = data.to(dev), target.to(dev)
+                output = model(data)
+                test_loss += F.cross_entropy(output, target, reduction="sum").item()
+                pred = output.data.max(1, keepdim=True)[1]
+                correct += pred.eq(target.data.view_as(pred)).cpu().sum().item()
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+        log(f"  upstream epoch {epoch + 1}: {times[-1]:.2f} s (train loss {avg_loss / len(train_loader):.3f}, "
+            f"test acc {correct / len(ds.y_test):.3f})")
+    return times
+
+
+# --------------------------------------------------------------------------------------------
+# (b) ours
+# --------------------------------------------------------------------------------------------
+
+def run_ours(spec, state, masks, seeds, data, hp, engine, label, trainer=None) -> tuple[list[float], list[dict]]:
+    """Epoch times of one train_copies call (each time = train + test pass of all its copies)."""
+    trainer = trainer or training.train_copies
+    times, last = [], [None]
+
+    def on_epoch(epoch, model, history):
+        sync(engine.device)
+        now = time.perf_counter()
+        times.append(now - last[0])
+        log(f"  {label} epoch {epoch}: {times[-1]:.2f} s (train loss "
+            + " ".join(f"{v:.3f}" for v in history[-1].train_loss) + ")")
+        last[0] = time.perf_counter()
+
+    last[0] = time.perf_counter()
+    states, _ = trainer(spec, [state] * len(seeds), seeds, data, hp, engine, masks=masks, on_epoch=on_epoch,
+                        log=lambda *a: None)
+    return times, states
+
+
+def train_graphed(spec, init_states, seeds, data, hp, engine, masks=None, on_epoch=None, log=print, **_):
+    """train_copies' step loop with the whole step (augment, forward, backward, mask, SGD step,
+    metric sums) captured once in a CUDA graph and replayed; per step the host only copies
+    the step's slice of the epoch plan into static buffers and replays. Drops the last
+    partial batch (n % B images) and assumes a constant lr (recapture per milestone)."""
+    from threeregime.training import EpochRecord, evaluate
+
+    K, dev = len(seeds), engine.device
+    model = build_model(spec, init_states, engine)
+    opt = torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                          foreach=True)
+    mask_pairs = stacked_masks(model, masks, dev)
+    gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
+    n, B = data.n_train, hp.batch_size
+    sums = torch.zeros(K, 2, device=dev, dtype=torch.float64)
+    ac = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if engine.bf16
+          else contextlib.nullcontext())
+
+    def plan_now():
+        plans = [data.epoch_plan(g) for g in gens]
+        return {key: torch.stack([p[key] for p in plans]) for key in plans[0]}
+
+    static = {k: v[:, :B].clone() for k, v in plan_now().items()}
+
+    def step():
+        imgs, labels = data.augmented(static, 0, B)
+        x = to_model_input(data.normalize(imgs), engine.channels_last)
+        with ac:
+            out = model(x).float()
+        y = labels.t()
+        losses = F.cross_entropy(out.permute(0, 2, 1), y, reduction="none")
+        losses.mean(0).sum().backward()
+        if mask_pairs:
+            torch._foreach_mul_([p.grad for p, _ in mask_pairs], [m for _, m in mask_pairs])
+        opt.step()
+        with torch.no_grad():
+            wrong = (out.argmax(-1) != y).sum(0)
+            sums.add_(torch.stack([losses.detach().sum(0), wrong.to(losses.dtype)], 1))
+
+    model.train()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):  # warm-up steps (they train, as a benchmark we don't mind)
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    history = []
+    for epoch in range(hp.epochs):
+        plan = plan_now()
+        model.train()
+        sums.zero_()
+        for st in range(0, n - B + 1, B):
+            for k in static:
+                static[k].copy_(plan[k][:, st:st + B])
+            graph.replay()
+        train = (sums / (n - n % B)).float().cpu()
+        test = evaluate(model, data.x_test, data.y_test, data, engine).cpu()
+        history.append(EpochRecord(epoch + 1, hp.lr, train[:, 0].tolist(), train[:, 1].tolist(),
+                                   test[:, 0].tolist(), test[:, 1].tolist()))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model, history)
+    return [model.copy_state(i) for i in range(K)], history
+
+
+def compiled_trainer(mode: str):
+    """train_copies with the grouped model wrapped in torch.compile (patched build_model)."""
+
+    def trainer(*a, **kw):
+        orig = training.build_model
+        training.build_model = lambda *b, **c: torch.compile(orig(*b, **c), mode=mode)
+        try:
+            return training.train_copies(*a, **kw)
+        finally:
+            training.build_model = orig
+    return trainer
+
+
+def profile_fused(spec, state, masks, seeds, data_full: ArrayDataset, hp, engine, steps: int, out_dir: str | None):
+    """torch.profiler over `steps` fused training steps (after a warm-up epoch of the same size)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sub = subset(data_full, steps * hp.batch_size, 1000)
+    data = DeviceData(sub, engine.device, 4, True)
+    hp1 = TrainSpec(**{**hp.as_dict(), "epochs": 1})
+    run_ours(spec, state, masks, seeds, data, hp1, engine, "profile warm-up")
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if engine.device.type == "cuda" else [])
+    sync(engine.device)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        run_ours(spec, state, masks, seeds, data, hp1, engine, "profiled")
+        sync(engine.device)
+    wall = time.perf_counter() - t0
+    sort = "cuda_time_total" if engine.device.type == "cuda" else "cpu_time_total"
+    log(prof.key_averages().table(sort_by=sort, row_limit=18, max_name_column_width=60))
+    if engine.device.type == "cuda":
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        busy = sum(e.time_range.elapsed_us() for e in kernels) / 1e6
+        log(f"profile: {steps} steps + 1 eval pass in {wall:.2f} s wall (profiler on); "
+            f"GPU kernels busy {busy:.2f} s = {100 * busy / wall:.0f}% of wall; "
+            f"{len(kernels) / steps:.0f} kernels per step, mean kernel {1e6 * busy / max(len(kernels), 1):.1f} us")
+        if busy < 0.5 * wall:
+            log("profile: GPU idle most of the time -> the step loop is CPU/launch bound")
+        if out_dir:
+            prof.export_chrome_trace(os.path.join(out_dir, "trace.json"))
+
+
+# --------------------------------------------------------------------------------------------
+# data and helpers
+# --------------------------------------------------------------------------------------------
+
+def subset(ds: ArrayDataset, n_train: int, n_test: int) -> ArrayDataset:
+    return ArrayDataset(ds.x_train[:n_train], ds.y_train[:n_train], ds.x_test[:n_test], ds.y_test[:n_test],
+                        ds.mean, ds.std, ds.num_classes)
+
+
+def synthetic_cifar() -> ArrayDataset:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60000, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 60000)
+    return from_arrays(x[:50000], y[:50000], x[50000:], y[50000:], where="synthetic", mean=CIFAR_MEAN,
+                       std=CIFAR_STD)
+
+
+def pruned_start(spec: ModelSpec, density: float, seed: int = 0):
+    torch.manual_seed(seed)
+    state = PreResNet(spec, 1).copy_state(0)
+    conv = {name: state[name] for name in PreResNet(spec, 1).prunable()}
+    masks = magnitude_masks(conv, density, "uniform")
+    for name, m in masks.items():
+        state[name] = state[name] * m
+    return state, masks
+
+
+def steady(times: list[float]) -> float:
+    """Mean epoch time without the first (warm-up) epoch."""
+    t = times[1:] or times
+    return sum(t) / len(t)
+
+
+def rate_line(name, model_epochs_per_s, warm, note=""):
+    log(f"RESULT {name:<28s} {model_epochs_per_s:8.3f} model-epochs/s   warm-up epoch {warm:7.2f} s  {note}")
+
+
+def fused_vs_sequential(spec, state, masks, seeds, data, hp, engine, label):
+    tf, _ = run_ours(spec, state, masks, seeds, data, hp, engine, f"{label} fused K={len(seeds)}")
+    ts = []
+    for s in seeds:
+        t, _ = run_ours(spec, state, masks, [s], data, hp, engine, f"{label} sequential seed {s}")
+        ts.append(t)
+    fused = len(seeds) / steady(tf)
+    seq = len(seeds) / sum(steady(t) for t in ts)
+    return fused, seq, tf[0], sum(t[0] for t in ts)
+
+
+def machine_name(dev) -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    s = f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    if dev.type == "cuda":
+        s += f"; GPU {torch.cuda.get_device_name(dev)}"
+    return s + f"; torch {torch.__version__}"
+
+
+# --------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/cifar10_mini.npz", help=".npz data set (path from the repo root)")
+    p.add_argument("--synthetic-cifar", action="store_true", help="random uint8 data of CIFAR-10's shapes (50k/10k)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run, the first one is warm-up")
+    p.add_argument("--steps", type=int, default=0,
+                   help="truncate each epoch to this many steps (and the test set in proportion); "
+                        "rates are extrapolated to the full epoch")
+    p.add_argument("--workers", type=int, default=2, help="upstream DataLoader num_workers")
+    p.add_argument("--copies", type=int, default=3, help="retrain seeds per cell")
+    p.add_argument("--density", type=float, default=0.05)
+    p.add_argument("--skip", default="", help="comma list of upstream,fused,sequential,lmc to skip")
+    p.add_argument("--extra", default="", help="comma list of graphed,compile,scan,lmcvar,profile,digits")
+    p.add_argument("--compile-mode", default="default", help="torch.compile mode for --extra compile")
+    p.add_argument("--scan-copies", default="9,27", help="copies fused per pass for --extra scan")
+    p.add_argument("--lmc-images", type=int, default=0,
+                   help="run the LMC on the first N training images and extrapolate linearly (0: all)")
+    p.add_argument("--lmc-points", type=int, default=11)
+    p.add_argument("--profile-steps", type=int, default=100)
+    p.add_argument("--cudnn-benchmark", action="store_true")
+    p.add_argument("--out", default=os.environ.get("OUT"), help="folder for the profiler trace")
+    a = p.parse_args(argv)
+    skip, extra = set(filter(None, a.skip.split(","))), set(filter(None, a.extra.split(",")))
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.backends.cudnn.benchmark = a.cudnn_benchmark
+    engine = Engine.auto(a.device)
+    dev = engine.device
+    log(f"machine: {machine_name(dev)}")
+    log(f"engine: {engine.describe()}, cudnn.benchmark={a.cudnn_benchmark}")
+
+    full = synthetic_cifar() if a.synthetic_cifar else load_npz(a.data)
+    n_full, nt_full = len(full.y_train), len(full.y_test)
+    hp = TrainSpec(epochs=a.epochs, milestones=())
+    if a.steps:
+        n_run = min(n_full, a.steps * hp.batch_size)
+        ds = subset(full, n_run, max(1, round(nt_full * n_run / n_full)))
+    else:
+        ds = full
+    scale = n_full / len(ds.y_train)  # run epoch -> full epoch
+    log(f"data: {'synthetic CIFAR-10 shapes' if a.synthetic_cifar else a.data}: {n_full} train / {nt_full} test "
+        f"images {full.image_shape}; timed epochs use {len(ds.y_train)} / {len(ds.y_test)} "
+        f"(x{scale:.2f} extrapolation); batch {hp.batch_size}, {a.epochs} epochs per run (first = warm-up)")
+
+    spec = ModelSpec(depth=20, width=1, in_channels=full.image_shape[-1], num_classes=full.num_classes)
+    state, masks = pruned_start(spec, a.density)
+    seeds = list(range(1, a.copies + 1))
+    data = DeviceData(ds, dev, 4, True)
+    R = {}  # name -> model-epochs/s on the full epoch
+
+    if "upstream" not in skip:
+        log(f"\n== (a) upstream recipe: DataLoader(num_workers={a.workers}), PIL transforms, custom_from_mask")
+        t = run_upstream(ds, state, masks, hp, dev, a.epochs, a.workers)
+        R["upstream"] = 1 / (steady(t) * scale)
+        rate_line("upstream (1 model)", R["upstream"], t[0])
+
+    fused_states = None
+    if "fused" not in skip:
+        log(f"\n== (b) ours, {a.copies} copies fused")
+        t, fused_states = run_ours(spec, state, masks, seeds, data, hp, engine, f"fused K={a.copies}")
+        R["fused"] = a.copies / (steady(t) * scale)
+        rate_line(f"ours fused (K={a.copies})", R["fused"], t[0])
+
+    if "sequential" not in skip:
+        log(f"\n== (b') ours, {a.copies} copies one at a time")
+        ts = []
+        for s in seeds:
+            t, st = run_ours(spec, state, masks, [s], data, hp, engine, f"sequential seed {s}")
+            ts.append(t)
+        R["sequential"] = a.copies / (sum(steady(t) for t in ts) * scale)
+        rate_line("ours sequential (K=1 x3)", R["sequential"], sum(t[0] for t in ts))
+
+    if "graphed" in extra and dev.type == "cuda":
+        log(f"\n== ours fused, whole step in one CUDA graph (copy of the step loop)")
+        try:
+            t, _ = run_ours(spec, state, masks, seeds, data, hp, engine, "graphed", trainer=train_graphed)
+            R["graphed"] = a.copies / (steady(t) * scale)
+            rate_line(f"ours fused+CUDA graph", R["graphed"], t[0])
+            t1, _ = run_ours(spec, state, masks, [1], data, hp, engine, "graphed K=1", trainer=train_graphed)
+            R["graphed1"] = 1 / (steady(t1) * scale)
+            rate_line(f"ours K=1+CUDA graph", R["graphed1"], t1[0])
+        except Exception as e:  # noqa: BLE001 - report and go on
+            log(f"graphed variant failed: {type(e).__name__}: {e}")
+
+    if "compile" in extra:
+        log(f"\n== ours fused + torch.compile(mode={a.compile_mode!r})")
+        try:
+            t, _ = run_ours(spec, state, masks, seeds, data, hp, engine, "compiled",
+                            trainer=compiled_trainer(a.compile_mode))
+            R["compile"] = a.copies / (steady(t) * scale)
+            compile_s = t[0] - steady(t)
+            rate_line(f"ours fused+compile", R["compile"], t[0], f"(compile ~ {compile_s:.1f} s)")
+            if "fused" in R:
+                saving = a.copies / R["fused"] - a.copies / R["compile"]  # s per full fused epoch
+                log(f"compile: {compile_s:.1f} s once (per process) vs {saving:+.2f} s saved per fused epoch "
+                    f"-> over 160 epochs net {160 * saving - compile_s:+.1f} s per cell "
+                    f"({100 * (160 * saving - compile_s) / (160 * a.copies / R['fused']):+.1f}% of the cell's time)")
+        except Exception as e:  # noqa: BLE001
+            log(f"compile variant failed: {type(e).__name__}: {str(e)[:400]}")
+
+    if "scan" in extra:
+        for K in [int(k) for k in a.scan_copies.split(",") if k]:
+            log(f"\n== ours, {K} copies fused (several cells per pass)")
+            hp2 = TrainSpec(epochs=2, milestones=())
+            t, _ = run_ours(spec, state, masks, list(range(1, K + 1)), data, hp2, engine, f"fused K={K}")
+            R[f"fused{K}"] = K / (steady(t) * scale)
+            rate_line(f"ours fused (K={K})", R[f"fused{K}"], t[0])
+
+    lmc_pair = None
+    if "lmc" not in skip:
+        if fused_states is None:
+            fused_states = [state] * a.copies
+        lds_full = full if not a.lmc_images else subset(full, a.lmc_images, nt_full)
+        lscale = n_full / len(lds_full.y_train)
+        ldata = DeviceData(lds_full, dev)
+        states = {s: {k: v.cpu() for k, v in st.items()} for s, st in zip(seeds, fused_states)}
+        npairs = a.copies * (a.copies - 1) // 2
+        log(f"\n== LMC + CKA of {a.copies} copies ({npairs} pairs, {a.lmc_points} points) on "
+            f"{len(lds_full.y_train)} training images (x{lscale:.2f} extrapolation)")
+        for rep in range(2 if dev.type == "cuda" else 1):
+            sync(dev)
+            t0 = time.perf_counter()
+            landscape.landscape_metrics(spec, states, ldata, engine, points=a.lmc_points)
+            sync(dev)
+            lt = (time.perf_counter() - t0) * lscale
+            log(f"  landscape_metrics run {rep + 1}: {lt:.2f} s per cell (full set)")
+        lmc_pair = lt / npairs
+        R["lmc_cell"] = lt
+        one_epoch = 1 / R["sequential"] if "sequential" in R else (a.copies / R["fused"] if "fused" in R else None)
+        log(f"RESULT LMC per pair {lmc_pair:.2f} s"
+            + (f" = {lmc_pair / one_epoch:.2f}x one training epoch of one model (ours, K=1: {one_epoch:.2f} s)"
+               if one_epoch else ""))
+        if "lmcvar" in extra:
+            variants = [("eval batch 4000", dict(eval_batch=4000, bn=0)),
+                        ("BN re-estimation on 10k images", dict(eval_batch=engine.eval_batch_size, bn=10000))]
+            orig_bn = landscape.reestimate_bn
+            for name, v in variants:
+                eng = Engine(engine.device, engine.bf16, engine.channels_last, v["eval_batch"], 0)
+                if v["bn"]:
+                    landscape.reestimate_bn = lambda m, x, d, e, _n=v["bn"]: orig_bn(m, x[:_n], d, e)
+                try:
+                    sync(dev)
+                    t0 = time.perf_counter()
+                    landscape.landscape_metrics(spec, states, ldata, eng, points=a.lmc_points)
+                    sync(dev)
+                    vt = (time.perf_counter() - t0) * lscale
+                    log(f"RESULT LMC variant {name}: {vt / npairs:.2f} s per pair ({lt / vt:.2f}x faster)")
+                except Exception as e:  # noqa: BLE001
+                    log(f"LMC variant {name} failed: {type(e).__name__}: {str(e)[:300]}")
+                finally:
+                    landscape.reestimate_bn = orig_bn
+
+    if "digits" in extra:
+        log("\n== digits demo scale: PreResNet-8, 8x8x1, crop_padding=1, no flip, fused vs sequential")
+        dspec = ModelSpec(depth=8, width=1, in_channels=1)
+        dstate, dmasks = pruned_start(dspec, a.density)
+        dds = load_digits_dataset()
+        ddata = DeviceData(dds, dev, 1, False)
+        dhp = TrainSpec(epochs=max(a.epochs, 4), milestones=())
+        deng = Engine(engine.device, engine.bf16, engine.channels_last, 1500, 0)
+        f, s, fw, sw = fused_vs_sequential(dspec, dstate, dmasks, seeds, ddata, dhp, deng, "digits")
+        R["digits_fused"], R["digits_seq"] = f, s
+        rate_line(f"digits fused (K={a.copies})", f, fw)
+        rate_line("digits sequential (K=1 x3)", s, sw)
+
+    if "profile" in extra:
+        log(f"\n== torch.profiler: ours fused K={a.copies}, {a.profile_steps} steps")
+        profile_fused(spec, state, masks, seeds, full, hp, engine, a.profile_steps, a.out)
+
+    # ---------------------------------------------------------------------------------------
+    log("\n== summary (model-epochs/s: one model trained over the full training set once, incl. its test pass)")
+    log(f"machine: {machine_name(dev)}")
+    log(f"data: {n_full} train images {full.image_shape}, batch {hp.batch_size}, PreResNet-20 at density "
+        f"{a.density}")
+    rows = [("upstream (DataLoader, 1 model)", "upstream"), (f"ours fused K={a.copies}", "fused"),
+            (f"ours sequential K=1 x{a.copies}", "sequential"), ("ours fused + CUDA graph", "graphed"),
+            ("ours K=1 + CUDA graph", "graphed1"), (f"ours fused + compile", "compile")]
+    rows += [(f"ours fused K={k}", f"fused{k}") for k in a.scan_copies.split(",") if k]
+    rows += [(f"digits fused K={a.copies}", "digits_fused"), ("digits sequential", "digits_seq")]
+    base = R.get("upstream")
+    log(f"{'variant':<34s} {'model-ep/s':>10s} {'s/model-ep':>10s} {'vs upstream':>11s}")
+    for name, key in rows:
+        if key in R:
+            v = R[key]
+            vs = f"{v / base:10.2f}x" if base and not key.startswith("digits") else f"{'':>11s}"
+            log(f"{name:<34s} {v:10.3f} {1 / v:10.2f} {vs}")
+    if "fused" in R and "sequential" in R:
+        log(f"fused / sequential: {R['fused'] / R['sequential']:.2f}x")
+    if "digits_fused" in R:
+        log(f"digits fused / sequential: {R['digits_fused'] / R['digits_seq']:.2f}x")
+    if lmc_pair is not None:
+        one = 1 / R["sequential"] if "sequential" in R else None
+        log(f"LMC+CKA per pair: {lmc_pair:.2f} s" + (f" = {lmc_pair / one:.2f}x one epoch of one model" if one else ""))
+
+    # Projection of the reference grid.
+    retrain_me = GRID_CELLS * GRID_COPIES * GRID_EPOCHS
+    dense_me = GRID_DENSE * GRID_EPOCHS
+    unit = "GPU-hours" if dev.type == "cuda" else "CPU-hours (this machine)"
+    lmc_h = GRID_CELLS * R["lmc_cell"] / 3600 if "lmc_cell" in R else 0.0
+    log(f"\nreference grid: {GRID_CELLS} cells x {GRID_COPIES} copies x {GRID_EPOCHS} epochs = {retrain_me} "
+        f"model-epochs of retraining, + {dense_me} dense, + {GRID_CELLS} cells of LMC/CKA "
+        f"({lmc_h:.1f} h at the measured rate)")
+    dense_rate = R.get("sequential", R.get("fused"))
+    for name, key in (("upstream", "upstream"), ("ours fused", "fused"), ("ours fused+CUDA graph", "graphed"),
+                      ("ours fused+compile", "compile")):
+        if key in R and dense_rate:
+            d_rate = R["graphed1"] if key == "graphed" and "graphed1" in R else (
+                R[key] if key == "upstream" else dense_rate)
+            h = (retrain_me / R[key] + dense_me / d_rate) / 3600 + lmc_h
+            log(f"  {name:<24s} {h:8.1f} {unit}")
+
+
+if __name__ == "__main__":
+    main()

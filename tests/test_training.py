@@ -1,0 +1,104 @@
+import os
+
+import torch
+import torch.nn.functional as F
+
+from threeregime.data import DeviceData, from_arrays
+from threeregime.models import ModelSpec, PreResNet
+from threeregime.pruning import apply_masks, magnitude_masks
+from threeregime.training import Engine, TrainSpec, to_model_input, train_copies
+
+QUIET = dict(log=lambda *a: None)
+
+
+def _setup(ds, n, width=0.5):
+    small = from_arrays(ds.x_train[:n], ds.y_train[:n], ds.x_test[:64], ds.y_test[:64])
+    spec = ModelSpec(depth=8, width=width, in_channels=small.image_shape[-1], num_classes=small.num_classes)
+    data = DeviceData(small, torch.device("cpu"), crop_padding=4, hflip=True)
+    torch.manual_seed(0)
+    return spec, data, PreResNet(spec).copy_state(0)
+
+
+def test_lr_schedule():
+    hp = TrainSpec(lr=0.1, milestones=(80, 120), gamma=0.1, epochs=160)
+    assert [hp.lr_at(e) for e in (0, 79, 80, 119, 120, 159)] == [0.1, 0.1, 0.1 * 0.1, 0.1 * 0.1,
+                                                                   0.1 * 0.1 * 0.1, 0.1 * 0.1 * 0.1]
+
+
+def test_fused_copies_match_separate_runs(cifar_small):
+    """Three copies in one grouped network = three separate runs with the same seeds.
+
+    lr 0.01: from a fresh init at lr 0.1, any reordering of float sums (even one model in
+    another memory layout) moves weights by >1e-5 within 3 steps, fused or not.
+    """
+    spec, data, init = _setup(cifar_small, 192)  # 3 SGD steps of 64
+    hp = TrainSpec(epochs=1, batch_size=64, lr=0.01)
+    fused, fh = train_copies(spec, [init] * 3, [1, 2, 3], data, hp, Engine(), **QUIET)
+    for k, seed in enumerate((1, 2, 3)):
+        (alone,), ah = train_copies(spec, [init], [seed], data, hp, Engine(), **QUIET)
+        diff = max((fused[k][n] - alone[n]).abs().max().item() for n, _ in PreResNet(spec).named_parameters())
+        assert diff <= 1e-5, (seed, diff)
+        assert abs(fh[0].train_loss[k] - ah[0].train_loss[0]) < 1e-5
+    # the seeds really differ
+    assert (fused[0]["conv1.weight"] - fused[1]["conv1.weight"]).abs().max() > 1e-4
+
+
+def test_fused_gradients_equal_separate_gradients(cifar_small):
+    spec, data, _ = _setup(cifar_small, 64)
+    torch.manual_seed(1)
+    singles = [PreResNet(spec) for _ in range(3)]
+    fused = PreResNet(spec, 3)
+    fused.load_copies([m.copy_state(0) for m in singles])
+    x = data.normalize(data.x_train[:48].view(3, 16, *data.x_train.shape[1:]))
+    y = data.y_train[:48].view(3, 16)
+    out = fused(to_model_input(x))
+    F.cross_entropy(out.permute(0, 2, 1), y.t(), reduction="none").mean(0).sum().backward()
+    for k, m in enumerate(singles):
+        o = m(to_model_input(x[k:k + 1]))
+        F.cross_entropy(o[:, 0], y[k]).backward()
+        for name, p in m.named_parameters():
+            g = dict(fused.named_parameters())[name].grad
+            gk = g.view(3, -1, *g.shape[1:])[k]
+            torch.testing.assert_close(gk, p.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_masks_hold_exactly_through_retraining(cifar_small):
+    spec, data, init = _setup(cifar_small, 256)
+    conv = {n: init[n] for n in PreResNet(spec).prunable()}
+    masks = magnitude_masks(conv, 0.1, "uniform")
+    pruned = apply_masks(init, masks)
+    hp = TrainSpec(epochs=2, batch_size=64, weight_decay=5e-4)
+    states, _ = train_copies(spec, [pruned] * 2, [1, 2], data, hp, Engine(), masks=masks, **QUIET)
+    for st in states:
+        for name, m in masks.items():
+            assert torch.all(st[name][~m] == 0), name
+            assert torch.count_nonzero(st[name]) <= int(m.sum())
+        assert not torch.equal(st["conv1.weight"], pruned["conv1.weight"])  # it did train
+
+
+def test_resumed_run_is_bitwise_equal(cifar_small, tmp_path):
+    spec, data, init = _setup(cifar_small, 192)
+    hp = TrainSpec(epochs=3, batch_size=64, milestones=(2,))
+    full, fh = train_copies(spec, [init] * 2, [4, 5], data, hp, Engine(), **QUIET)
+    path = str(tmp_path / "resume.pt")
+    meta = {"job": "x"}
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(epoch, model, history):
+        if epoch == 2:
+            raise Stop
+
+    try:
+        train_copies(spec, [init] * 2, [4, 5], data, hp, Engine(), on_epoch=stop_after_two, resume_path=path,
+                     resume_meta=meta, **QUIET)
+    except Stop:
+        pass
+    assert os.path.exists(path)
+    resumed, rh = train_copies(spec, [init] * 2, [4, 5], data, hp, Engine(), resume_path=path, resume_meta=meta,
+                               **QUIET)
+    for a, b in zip(full, resumed):
+        for name in a:
+            assert torch.equal(a[name], b[name]), name
+    assert [h.train_loss for h in fh] == [h.train_loss for h in rh]
