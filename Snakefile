@@ -1,6 +1,10 @@
 # threeregime: dense training -> pruning -> paired retraining -> LMC/CKA -> tables -> figures.
 # Usage: snakemake --cores all results/figure2.pdf   (see README.md)
-configfile: "config.yaml"
+# Defaults: the paper's reference study; presets and --configfile/--config override parts of it.
+import os
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"

@@ -62,5 +62,6 @@ def training_hours(epochs):
     return max(10, int(60 * epochs * config["engine"]["hours_per_epoch"]) + 10)
 
 
+ENV = "../envs/threeregime.yaml"  # relative to the rule files
 ENGINE = config["engine"]
 LOGS = f"{PATHS.root}/logs"

@@ -13,6 +13,8 @@ rule train_dense:
     resources:
         runtime=training_hours(config["train"]["epochs"]),
     threads: workflow.cores
+    conda:
+        ENV
     log:
         f"{LOGS}/train_dense/{{model}}/{{trainer}}/seed{{dseed}}.log",
     script:

@@ -8,6 +8,8 @@ rule figure2:
     params:
         regimes=config["regimes"],
         study=STUDY,
+    conda:
+        ENV
     log:
         f"{LOGS}/figure2.log",
     script:
@@ -24,6 +26,8 @@ rule figure2_default:
         png="results/figure2.png",
     params:
         study=STUDY,
+    conda:
+        ENV
     log:
         "results/logs/figure2_default.log",
     script:

@@ -11,6 +11,8 @@ rule landscape_metrics:
     resources:
         runtime=training_hours(2 * len(RETRAIN_SEEDS)),
     threads: ENGINE["threads"]
+    conda:
+        ENV
     log:
         f"{LOGS}/landscape/{{model}}/{{trainer}}/{{method}}/density{{density}}/epoch{{epoch}}/seed{{dseed}}.log",
     script:

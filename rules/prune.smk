@@ -4,6 +4,8 @@ rule prune:
         PATHS.dense("{model}", "{trainer}", "{dseed}", "{epoch}"),
     output:
         f"{CELL}/pruned.pt",
+    conda:
+        ENV
     log:
         f"{LOGS}/prune/{{model}}/{{trainer}}/{{method}}/density{{density}}/epoch{{epoch}}/seed{{dseed}}.log",
     script:

@@ -12,6 +12,8 @@ rule retrain_cell:
     resources:
         runtime=training_hours(config["retrain"]["epochs"] * len(RETRAIN_SEEDS)),
     threads: ENGINE["threads"]
+    conda:
+        ENV
     log:
         f"{LOGS}/retrain/{{model}}/{{trainer}}/{{method}}/density{{density}}/epoch{{epoch}}/seed{{dseed}}.log",
     script:

@@ -9,6 +9,8 @@ rule results_table:
     params:
         cells=grid_cells(),
         regimes=config["regimes"],
+    conda:
+        ENV
     log:
         f"{LOGS}/results_table.log",
     script:
