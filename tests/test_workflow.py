@@ -83,6 +83,7 @@ def test_tiny_grid_end_to_end(tmp_path):
     assert len(table[table.kind == "copy"]) == 12 and len(table[table.kind == "pair"]) == 12
     assert set(cells.regime) <= {"I", "II-A", "II-B"} and len(cells) == 4
     assert table[table.kind == "pair"][["lmc", "cka", "cka_logit"]].notna().all().all()
+    assert (table.achieved_density - table.density).abs().max() < 0.005
     assert (tmp_path / "results" / "figure2.pdf").stat().st_size > 10_000
     assert (tmp_path / "results" / "figure2.png").read_bytes()[:4] == b"\x89PNG"
     cell = root / "cells/preresnet8_w0.5/sgd_bs64/uniform"

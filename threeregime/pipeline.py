@@ -140,6 +140,7 @@ def measure_cell(retrained: dict[int, str], out_path: str, data_spec: DataSpec, 
     res = landscape_metrics(spec, {s: c["state_dict"] for s, c in ckpts.items()}, data, engine,
                             points=points, cka_samples=cka_samples)
     res["meta"] = meta
+    res["achieved_density"] = density_of(next(iter(ckpts.values()))["mask"])
     save_json(res, out_path)
     for p in res["pairs"]:
         log(f"pair ({p['seed_a']}, {p['seed_b']}): lmc {p['lmc']:+.4f}, cka {p['cka']:.4f}")

@@ -25,7 +25,9 @@ def regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float) -> 
 
 def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
     """Rows of one cell: one per retrained copy, one per pair."""
-    base = {k: cell[k] for k in CELL_KEYS}
+    with open(landscape_json) as f:
+        land = json.load(f)
+    base = {k: cell[k] for k in CELL_KEYS} | {"achieved_density": land.get("achieved_density", np.nan)}
     logs = pd.read_csv(log_csv)
     rows = []
     for seed, h in logs.groupby("retrain_seed"):
@@ -35,8 +37,6 @@ def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
                      "test_error": float(h["test_error"].tail(LAST_EPOCHS).mean()),
                      "final_test_error": float(last["test_error"]), "final_train_error": float(last["train_error"]),
                      "final_train_loss": float(last["train_loss"]), "epochs": int(last["epoch"])})
-    with open(landscape_json) as f:
-        land = json.load(f)
     for p in land["pairs"]:
         rows.append({**base, "kind": "pair", "pair": f"{p['seed_a']}-{p['seed_b']}", "lmc": p["lmc"],
                      "cka": p["cka"], "cka_logit": p["cka_logit"]})
