@@ -134,3 +134,9 @@ def parse_model_key(key: str, model: dict) -> dict:
     if not m or m.group(1) != model["arch"]:
         raise ConfigError(f"model {key!r} does not match the config (expected like {model_key(model)!r})")
     return {**model, "depth": int(m.group(2)), "width": float(m.group(3))}
+
+
+def cell_meta(wildcards) -> dict:
+    """The identity of a cell, as stored in (and checked against) its files' metadata."""
+    return {"model": wildcards.model, "trainer": wildcards.trainer, "seed": int(wildcards.dseed),
+            "epoch": int(wildcards.epoch), "method": wildcards.method, "density": float(wildcards.density)}
