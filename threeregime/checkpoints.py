@@ -15,6 +15,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is unreadable or does not belong where it is; the message says what to do."""
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _write_atomic(path: str, write) -> None:
     """Write through a temp file in the target's folder, fsync, then rename over the target.
 
@@ -24,6 +28,7 @@ def _write_atomic(path: str, write) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; targets get the usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
