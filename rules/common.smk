@@ -4,10 +4,12 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
+from threeregime.data import DataError  # noqa: E402
 from threeregime.study import (  # noqa: E402
     ConfigError,
     Paths,
     check_config,
+    check_data_config,
     checkpoint_epochs,
     fmt,
     model_key,
@@ -20,6 +22,14 @@ try:
     check_config(config)
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}")
+
+
+onstart:
+    # Needs the data set, so it runs when the workflow starts (before any job), not on -n.
+    try:
+        check_data_config(config)
+    except (ConfigError, DataError) as e:
+        raise WorkflowError(f"config error: {e}")
 
 
 STUDY = config["study"]

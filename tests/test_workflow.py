@@ -110,3 +110,26 @@ def test_conda_env_matches_requirements():
             if line.strip() and not line.startswith("#")]
     assert sorted(pip) == sorted(reqs)
     assert "torch==2.14.1" in reqs and "torchvision==0.29.1" in reqs
+
+
+@pytest.mark.parametrize("case", ["npz_missing", "npz_keys", "npz_dtype", "cifar_absent", "batch_too_big"])
+def test_bad_data_is_refused_before_any_job_runs(tmp_path, case):
+    import numpy as np
+
+    npz = tmp_path / "d.npz"
+    x = np.zeros((10, 8, 8, 1), np.uint8)
+    if case == "npz_keys":
+        np.savez(npz, x_train=x, y_train=np.zeros(10, int))
+    if case == "npz_dtype":
+        np.savez(npz, x_train=x.astype(np.float32), y_train=np.zeros(10, int), x_test=x, y_test=np.zeros(10, int))
+    cfg = {
+        "npz_missing": ({"data": {"name": "npz", "root": str(npz)}}, "no such .npz file"),
+        "npz_keys": ({"data": {"name": "npz", "root": str(npz)}}, "missing arrays"),
+        "npz_dtype": ({"data": {"name": "npz", "root": str(npz)}}, "x_train must be uint8 NHWC"),
+        "cifar_absent": ({"data": {"name": "cifar10", "root": str(tmp_path)}}, "data.download is false"),
+        "batch_too_big": ({**TINY, "retrain": {"batch_size": 5000}}, "retrain.batch_size = 5000 is larger"),
+    }[case]
+    r = smk("-d", str(tmp_path), "--configfile", write_config(tmp_path, cfg[0]), "--cores", "1", check=False)
+    assert r.returncode != 0
+    assert cfg[1] in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    assert not (tmp_path / "results").exists()  # refused before any job ran

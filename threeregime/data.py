@@ -195,3 +195,27 @@ class DeviceData:
         """uint8 [..., B, H, W, C] -> float [..., B, C, H, W], normalised."""
         x = (imgs.float() - self.mean) / self.std
         return x.movedim(-1, -3)
+
+
+# Where torchvision keeps each data set under its root, and its training-set size.
+_TORCHVISION_FILES = {"cifar10": ("cifar-10-batches-py/data_batch_1", 50000),
+                      "cifar100": ("cifar-100-python/train", 50000),
+                      "svhn": ("train_32x32.mat", 73257)}
+
+
+def training_set_size(spec: DataSpec) -> int:
+    """Check that a data set can be loaded (without loading a large one) and return the
+    number of training images; raise DataError naming the key and the fix otherwise."""
+    if spec.name == "digits":
+        return len(load_digits_dataset().x_train)
+    if spec.name == "npz":
+        return len(load_npz(spec.root).x_train)
+    if spec.name not in _TORCHVISION_FILES:
+        raise DataError(f"data.name: unknown data set {spec.name!r}; allowed: "
+                        f"{sorted(_TORCHVISION_FILES) + ['digits', 'npz']}")
+    marker, size = _TORCHVISION_FILES[spec.name]
+    if not spec.download and not os.path.exists(os.path.join(spec.root, marker)):
+        raise DataError(f"{spec.name} is not under data.root = {spec.root!r} (looked for {marker}) and "
+                        f"data.download is false. Set data.download: true (e.g. --config data.download=true) "
+                        f"or point data.root at an existing copy.")
+    return size

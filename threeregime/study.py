@@ -140,3 +140,14 @@ def cell_meta(wildcards) -> dict:
     """The identity of a cell, as stored in (and checked against) its files' metadata."""
     return {"model": wildcards.model, "trainer": wildcards.trainer, "seed": int(wildcards.dseed),
             "epoch": int(wildcards.epoch), "method": wildcards.method, "density": float(wildcards.density)}
+
+
+def check_data_config(config: dict) -> None:
+    """Checks that need the data set (run when the workflow starts, not on a dry-run)."""
+    from .data import training_set_size
+
+    n = training_set_size(data_spec(config["data"]))
+    for name in ("train", "retrain"):
+        bs = config[name]["batch_size"]
+        if bs > n:
+            raise ConfigError(f"{name}.batch_size = {bs} is larger than the training set ({n} images)")
