@@ -19,7 +19,7 @@ from .data import DeviceData, DataSpec, load_dataset
 from .landscape import landscape_metrics
 from .models import ModelSpec, PreResNet
 from .pruning import density_of, magnitude_masks
-from .training import Engine, TrainSpec, train_copies
+from .training import DivergedError, Engine, TrainSpec, train_copies
 
 LOG_COLUMNS = ("retrain_seed", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error")
 
@@ -93,7 +93,8 @@ def _write_log(history_by_seed: dict[int, list], path: str) -> None:
 
 
 def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_spec: DataSpec,
-                 hp: TrainSpec, engine: Engine, resume_dir: str, meta: dict, expect: dict, log=print) -> None:
+                 hp: TrainSpec, engine: Engine, resume_dir: str, meta: dict, expect: dict, log=print,
+                 on_divergence: str = "fail") -> None:
     """Retrain copies of one pruned network, one per seed in `outputs` (seed -> path).
 
     All copies start from the same pruned weights and keep its mask; the seed sets only the
@@ -113,15 +114,23 @@ def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_
         done = [os.path.join(resume_dir, f"seed{s}.pt") for s in group]
         if all(os.path.exists(p) for p in done):
             continue
-        states, history = train_copies(
-            spec, [ckpt["state_dict"]] * len(group), group, data, hp, engine, masks=masks,
-            resume_path=os.path.join(resume_dir, f"group{'-'.join(map(str, group))}.pt"),
-            resume_meta={**job_meta, "group": group}, log=log)
+        diverged = None
+        try:
+            states, history = train_copies(
+                spec, [ckpt["state_dict"]] * len(group), group, data, hp, engine, masks=masks,
+                resume_path=os.path.join(resume_dir, f"group{'-'.join(map(str, group))}.pt"),
+                resume_meta={**job_meta, "group": group}, log=log)
+        except DivergedError as e:
+            if on_divergence != "record":
+                raise
+            # The grid goes on; the cell's metrics come out NaN and the figure shows it as missing.
+            log(f"recording the cell as diverged: {e}")
+            diverged, history, states = str(e), e.history, [ckpt["state_dict"]] * len(group)
         for k, (s, path) in enumerate(zip(group, done)):
             rows = [{"epoch": h.epoch, "lr": h.lr, "train_loss": h.train_loss[k], "train_error": h.train_error[k],
                      "test_loss": h.test_loss[k], "test_error": h.test_error[k]} for h in history]
             save_torch({"meta": {**meta, "retrain_seed": s, "train": hp.as_dict()}, "spec": ckpt["spec"],
-                        "state_dict": states[k], "mask": masks, "history": rows}, path)
+                        "state_dict": states[k], "mask": masks, "history": rows, "diverged": diverged}, path)
     histories = {}
     for s in seeds:
         part = load_torch(os.path.join(resume_dir, f"seed{s}.pt"))
@@ -135,6 +144,15 @@ def measure_cell(retrained: dict[int, str], out_path: str, data_spec: DataSpec, 
                  points: int, cka_samples: int, meta: dict, expect: dict, log=print) -> dict:
     ckpts = {s: load_torch(p, expect=expect) for s, p in retrained.items()}
     spec = _spec_of(next(iter(ckpts.values())))
+    diverged = [c["diverged"] for c in ckpts.values() if c.get("diverged")]
+    if diverged:
+        log(f"cell diverged in retraining; its metrics are recorded as missing: {diverged[0]}")
+        seeds = sorted(ckpts)
+        res = {"meta": meta, "diverged": diverged[0], "achieved_density": density_of(ckpts[seeds[0]]["mask"]),
+               "pairs": [{"seed_a": a, "seed_b": b, "lmc": float("nan"), "cka": float("nan"),
+                          "cka_logit": float("nan")} for i, a in enumerate(seeds) for b in seeds[i + 1:]]}
+        save_json(res, out_path)
+        return res
     _, data = device_data(data_spec, engine, augment=False)
     log(f"landscape metrics of {len(ckpts)} copies: {points} points per pair, {engine.describe()}")
     res = landscape_metrics(spec, {s: c["state_dict"] for s, c in ckpts.items()}, data, engine,

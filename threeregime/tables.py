@@ -33,8 +33,9 @@ def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
     for seed, h in logs.groupby("retrain_seed"):
         h = h.sort_values("epoch")
         last = h.iloc[-1]
-        rows.append({**base, "kind": "copy", "retrain_seed": int(seed),
-                     "test_error": float(h["test_error"].tail(LAST_EPOCHS).mean()),
+        diverged = bool(land.get("diverged"))
+        rows.append({**base, "kind": "copy", "retrain_seed": int(seed), "diverged": diverged,
+                     "test_error": np.nan if diverged else float(h["test_error"].tail(LAST_EPOCHS).mean()),
                      "final_test_error": float(last["test_error"]), "final_train_error": float(last["train_error"]),
                      "final_train_loss": float(last["train_loss"]), "epochs": int(last["epoch"])})
     for p in land["pairs"]:
@@ -46,10 +47,12 @@ def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
 def summarize(table: pd.DataFrame, lmc_epsilon: float, cka_threshold: float) -> pd.DataFrame:
     """One row per (temperature, density): means over dense seeds, retrain seeds and pairs."""
     keys = ["model", "trainer", "method", "temperature", "density"]
-    copies = table[table.kind == "copy"].groupby(keys).agg(test_error=("test_error", "mean"),
-                                                           n_copies=("test_error", "size"))
+    # skipna=False: a diverged copy makes its cell missing rather than silently better
+    copies = table[table.kind == "copy"].groupby(keys).agg(
+        test_error=("test_error", lambda s: s.mean(skipna=False)), n_copies=("test_error", "size"))
+    nanmean = lambda s: s.mean(skipna=False)  # noqa: E731
     pairs = table[table.kind == "pair"].groupby(keys).agg(
-        lmc=("lmc", "mean"), cka=("cka", "mean"), cka_logit=("cka_logit", "mean"), n_pairs=("lmc", "size"),
+        lmc=("lmc", nanmean), cka=("cka", nanmean), cka_logit=("cka_logit", nanmean), n_pairs=("lmc", "size"),
         n_dense_seeds=("dense_seed", "nunique"))
     out = copies.join(pairs, how="outer").reset_index()
     out["regime"] = [regime(l, c, lmc_epsilon, cka_threshold) for l, c in zip(out.lmc, out.cka)]

@@ -26,7 +26,11 @@ from .models import ModelSpec, PreResNet
 
 
 class DivergedError(RuntimeError):
-    """Training loss became NaN or infinite."""
+    """Training loss became NaN or infinite; `history` holds the epochs up to it."""
+
+    def __init__(self, message: str, history: list | None = None):
+        super().__init__(message)
+        self.history = history or []
 
 
 @dataclass(frozen=True)
@@ -215,8 +219,9 @@ def _check_finite(record: EpochRecord, history: list[EpochRecord], seeds) -> Non
         if not math.isfinite(loss):
             last = next((h.train_loss[k] for h in reversed(history) if math.isfinite(h.train_loss[k])), None)
             raise DivergedError(f"training diverged: copy with seed {seeds[k]} has train loss {loss} in epoch "
-                                f"{record.epoch} (last finite loss: {last}). Lower the learning rate or record "
-                                f"the cell as diverged (on_divergence: record).")
+                                f"{record.epoch} (last finite loss: {last}). Lower the learning rate, or set "
+                                f"on_divergence: record to record the cell as diverged and finish the grid.",
+                                history + [record])
 
 
 def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], data: DeviceData,

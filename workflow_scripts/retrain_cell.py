@@ -16,4 +16,5 @@ retrain_cell(
     smk.input[0], dict(zip(p.seeds, smk.output.checkpoints)), smk.output.log, data_spec(p.data),
     train_spec(p.retrain), engine, resume_dir=os.path.join(os.path.dirname(smk.output.log), ".resume"),
     meta={"kind": "retrained", **cell}, expect={"kind": "pruned", **cell}, log=log,
+    on_divergence=smk.config["on_divergence"],
 )

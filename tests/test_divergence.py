@@ -1,0 +1,54 @@
+import json
+import math
+
+import pytest
+import torch
+
+from threeregime.checkpoints import load_torch
+from threeregime.data import DataSpec
+from threeregime.models import ModelSpec, PreResNet
+from threeregime.pipeline import measure_cell, prune_checkpoint, retrain_cell
+from threeregime.checkpoints import save_torch
+from threeregime.tables import build_tables
+from threeregime.training import DivergedError, Engine, TrainSpec
+
+DIGITS = DataSpec("digits", "", False, 1, False)
+QUIET = lambda *a: None  # noqa: E731
+
+
+@pytest.fixture
+def pruned(tmp_path):
+    spec = ModelSpec(depth=8, width=0.25, in_channels=1)
+    torch.manual_seed(0)
+    from dataclasses import asdict
+    save_torch({"meta": {"kind": "dense"}, "spec": asdict(spec), "state_dict": PreResNet(spec).copy_state(0)},
+               str(tmp_path / "dense.pt"))
+    prune_checkpoint(str(tmp_path / "dense.pt"), str(tmp_path / "pruned.pt"), 0.5, "uniform", {"kind": "dense"},
+                     {"kind": "pruned"}, log=QUIET)
+    return tmp_path
+
+
+def _retrain(folder, on_divergence):
+    retrain_cell(str(folder / "pruned.pt"), {1: str(folder / "r1.pt"), 2: str(folder / "r2.pt")},
+                 str(folder / "log.csv"), DIGITS, TrainSpec(epochs=3, lr=1e4, milestones=()), Engine(),
+                 str(folder / ".resume"), {"kind": "retrained"}, {"kind": "pruned"}, log=QUIET,
+                 on_divergence=on_divergence)
+
+
+def test_divergence_fails_naming_epoch_and_last_finite_loss(pruned):
+    with pytest.raises(DivergedError, match=r"in epoch \d+ \(last finite loss: .*\).*on_divergence: record"):
+        _retrain(pruned, "fail")
+    assert not (pruned / "r1.pt").exists()
+
+
+def test_divergence_recorded_makes_the_cell_missing(pruned):
+    _retrain(pruned, "record")
+    assert load_torch(str(pruned / "r1.pt"))["diverged"]
+    res = measure_cell({1: str(pruned / "r1.pt"), 2: str(pruned / "r2.pt")}, str(pruned / "land.json"), DIGITS,
+                       Engine(), 3, 100, {"kind": "landscape"}, {"kind": "retrained"}, log=QUIET)
+    assert res["diverged"] and math.isnan(json.loads((pruned / "land.json").read_text())["pairs"][0]["lmc"])
+    cell = {"model": "m", "trainer": "t", "method": "uniform", "temperature": 10, "density": 0.5, "dense_seed": 1,
+            "log": str(pruned / "log.csv"), "landscape": str(pruned / "land.json")}
+    table, summary = build_tables([cell], str(pruned / "t.parquet"), str(pruned / "c.parquet"), -0.05, 0.9)
+    assert table[table.kind == "copy"].diverged.all()
+    assert summary.regime.tolist() == ["missing"] and math.isnan(summary.test_error[0])
