@@ -12,7 +12,7 @@ rule train_dense:
         partial=lambda wc: PATHS.dense_partial(wc.model, wc.trainer, wc.dseed),
     resources:
         runtime=training_hours(config["train"]["epochs"]),
-    threads: workflow.cores
+    threads: ENGINE["dense_threads"]
     conda:
         ENV
     log:
