@@ -102,3 +102,17 @@ def test_resumed_run_is_bitwise_equal(cifar_small, tmp_path):
         for name in a:
             assert torch.equal(a[name], b[name]), name
     assert [h.train_loss for h in fh] == [h.train_loss for h in rh]
+
+
+def test_resume_state_of_other_hyperparameters_is_ignored_with_a_log_line(cifar_small, tmp_path):
+    spec, data, init = _setup(cifar_small, 128)
+    hp = TrainSpec(epochs=1, batch_size=64)
+    path = str(tmp_path / "resume.pt")
+    train_copies(spec, [init], [1], data, hp, Engine(), resume_path=path, resume_meta={"lr": 0.1}, **QUIET)
+    lines = []
+    fresh, _ = train_copies(spec, [init], [1], data, hp, Engine(), resume_path=path, resume_meta={"lr": 0.2},
+                            log=lines.append)
+    assert any("ignoring resume state" in line and "other hyperparameters" in line for line in lines)
+    assert not any("resumed from" in line for line in lines)
+    (plain,), _ = train_copies(spec, [init], [1], data, hp, Engine(), **QUIET)
+    assert all(torch.equal(fresh[0][k], plain[k]) for k in plain)  # trained from the start

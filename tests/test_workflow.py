@@ -66,6 +66,9 @@ def test_lint_is_clean():
     ({"prune": {"method": "random"}}, "method"),
     ({"data": {"name": "imagenet"}}, "imagenet"),
     ({"model": {"depth": 21}}, "6n\\+2"),
+    ({"train": {"optimizer": "adam"}}, "adam"),
+    ({"model": {"arch": "vgg"}}, "vgg"),
+    ({"grid": {"dense_seeds": [1, 1]}}, "duplicate"),
 ])
 def test_bad_config_is_refused_before_any_job(tmp_path, override, message):
     r = smk("-n", "-d", str(tmp_path), "--configfile", write_config(tmp_path, override), check=False)
