@@ -16,7 +16,7 @@ Optional variants (--extra): `graphed` (the fused step loop captured in one CUDA
 copy of train_copies' loop in this file), `compile` (torch.compile of the grouped model),
 `scan` (fused with more copies, --scan-copies), `lmcvar` (landscape variants: bigger eval
 batches, BatchNorm re-estimation on a subset), `profile` (torch.profiler of the fused loop),
-`digits` (fused vs sequential at the digits demo scale).
+`digits` (fused vs sequential at the digits demo scale), `cpucl` (channels_last on CPU).
 
 Every training variant starts from the same PreResNet state pruned to --density with
 uniform magnitude pruning. Each run's first epoch is warm-up (cudnn autotune, compilation,
@@ -275,7 +275,11 @@ def compiled_trainer(mode: str):
 
     def trainer(*a, **kw):
         orig = training.build_model
-        training.build_model = lambda *b, **c: torch.compile(orig(*b, **c), mode=mode)
+        def build(*b, **c):
+            m = orig(*b, **c)
+            m.compile(mode=mode)  # in place: parameter names stay those train_copies expects
+            return m
+        training.build_model = build
         try:
             return training.train_copies(*a, **kw)
         finally:
@@ -339,10 +343,14 @@ def pruned_start(spec: ModelSpec, density: float, seed: int = 0):
     return state, masks
 
 
+STAT = "min"
+
+
 def steady(times: list[float]) -> float:
-    """Mean epoch time without the first (warm-up) epoch."""
+    """Epoch time without the first (warm-up) epoch: the minimum (default; robust to other
+    processes on a shared machine) or the mean of the following epochs (--stat mean)."""
     t = times[1:] or times
-    return sum(t) / len(t)
+    return min(t) if STAT == "min" else sum(t) / len(t)
 
 
 def rate_line(name, model_epochs_per_s, warm, note=""):
@@ -370,7 +378,8 @@ def machine_name(dev) -> str:
     s = f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
     if dev.type == "cuda":
         s += f"; GPU {torch.cuda.get_device_name(dev)}"
-    return s + f"; torch {torch.__version__}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return s + f"; torch {torch.__version__}; load average {load:.1f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,18 +398,21 @@ def main(argv=None):
     p.add_argument("--copies", type=int, default=3, help="retrain seeds per cell")
     p.add_argument("--density", type=float, default=0.05)
     p.add_argument("--skip", default="", help="comma list of upstream,fused,sequential,lmc to skip")
-    p.add_argument("--extra", default="", help="comma list of graphed,compile,scan,lmcvar,profile,digits")
+    p.add_argument("--extra", default="", help="comma list of graphed,compile,scan,lmcvar,profile,digits,cpucl")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for --extra compile")
     p.add_argument("--scan-copies", default="9,27", help="copies fused per pass for --extra scan")
     p.add_argument("--lmc-images", type=int, default=0,
                    help="run the LMC on the first N training images and extrapolate linearly (0: all)")
     p.add_argument("--lmc-points", type=int, default=11)
     p.add_argument("--profile-steps", type=int, default=100)
+    p.add_argument("--stat", choices=("min", "mean"), default="min", help="epoch time over the timed epochs")
     p.add_argument("--cudnn-benchmark", action="store_true")
     p.add_argument("--out", default=os.environ.get("OUT"), help="folder for the profiler trace")
     a = p.parse_args(argv)
     skip, extra = set(filter(None, a.skip.split(","))), set(filter(None, a.extra.split(",")))
 
+    global STAT
+    STAT = a.stat
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.backends.cudnn.benchmark = a.cudnn_benchmark
@@ -462,6 +474,14 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 - report and go on
             log(f"graphed variant failed: {type(e).__name__}: {e}")
 
+    if "cpucl" in extra and dev.type == "cpu":
+        log("\n== ours on CPU with channels_last (Engine.auto uses it on CUDA only)")
+        eng = Engine(dev, False, True, engine.eval_batch_size, 0)
+        f, q, fw, qw = fused_vs_sequential(spec, state, masks, seeds, data, hp, eng, "channels_last")
+        R["cl_fused"], R["cl_seq"] = f / scale, q / scale
+        rate_line(f"ours fused channels_last", R["cl_fused"], fw)
+        rate_line(f"ours sequential channels_last", R["cl_seq"], qw)
+
     if "compile" in extra:
         log(f"\n== ours fused + torch.compile(mode={a.compile_mode!r})")
         try:
@@ -511,11 +531,14 @@ def main(argv=None):
             + (f" = {lmc_pair / one_epoch:.2f}x one training epoch of one model (ours, K=1: {one_epoch:.2f} s)"
                if one_epoch else ""))
         if "lmcvar" in extra:
-            variants = [("eval batch 4000", dict(eval_batch=4000, bn=0)),
-                        ("BN re-estimation on 10k images", dict(eval_batch=engine.eval_batch_size, bn=10000))]
+            variants = [("eval batch 4000", dict(eval_batch=4000, bn=0, cl=engine.channels_last)),
+                        ("BN re-estimation on 10k images", dict(eval_batch=engine.eval_batch_size, bn=10000,
+                                                                cl=engine.channels_last))]
+            if dev.type == "cpu":
+                variants.append(("channels_last on CPU", dict(eval_batch=engine.eval_batch_size, bn=0, cl=True)))
             orig_bn = landscape.reestimate_bn
             for name, v in variants:
-                eng = Engine(engine.device, engine.bf16, engine.channels_last, v["eval_batch"], 0)
+                eng = Engine(engine.device, engine.bf16, v["cl"], v["eval_batch"], 0)
                 if v["bn"]:
                     landscape.reestimate_bn = lambda m, x, d, e, _n=v["bn"]: orig_bn(m, x[:_n], d, e)
                 try:
@@ -553,7 +576,8 @@ def main(argv=None):
     log(f"data: {n_full} train images {full.image_shape}, batch {hp.batch_size}, PreResNet-20 at density "
         f"{a.density}")
     rows = [("upstream (DataLoader, 1 model)", "upstream"), (f"ours fused K={a.copies}", "fused"),
-            (f"ours sequential K=1 x{a.copies}", "sequential"), ("ours fused + CUDA graph", "graphed"),
+            (f"ours sequential K=1 x{a.copies}", "sequential"),
+            (f"ours fused K={a.copies}, channels_last", "cl_fused"), ("ours sequential, channels_last", "cl_seq"), ("ours fused + CUDA graph", "graphed"),
             ("ours K=1 + CUDA graph", "graphed1"), (f"ours fused + compile", "compile")]
     rows += [(f"ours fused K={k}", f"fused{k}") for k in a.scan_copies.split(",") if k]
     rows += [(f"digits fused K={a.copies}", "digits_fused"), ("digits sequential", "digits_seq")]
@@ -566,6 +590,9 @@ def main(argv=None):
             log(f"{name:<34s} {v:10.3f} {1 / v:10.2f} {vs}")
     if "fused" in R and "sequential" in R:
         log(f"fused / sequential: {R['fused'] / R['sequential']:.2f}x")
+    if "cl_fused" in R:
+        log(f"channels_last fused / sequential: {R['cl_fused'] / R['cl_seq']:.2f}x; "
+            f"channels_last fused / default sequential: {R['cl_fused'] / R.get('sequential', float('nan')):.2f}x")
     if "digits_fused" in R:
         log(f"digits fused / sequential: {R['digits_fused'] / R['digits_seq']:.2f}x")
     if lmc_pair is not None:
