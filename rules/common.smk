@@ -67,7 +67,7 @@ def cell_file(name):
     return lambda wc: f"{CELL}/{name}".format(**wc)
 
 
-def training_hours(epochs):
+def runtime_minutes(epochs):
     """Cluster runtime request (minutes) for a job of `epochs` training epochs."""
     return max(10, int(60 * epochs * config["engine"]["hours_per_epoch"]) + 10)
 

@@ -11,7 +11,7 @@ rule train_dense:
         train=config["train"],
         partial=lambda wc: PATHS.dense_partial(wc.model, wc.trainer, wc.dseed),
     resources:
-        runtime=training_hours(config["train"]["epochs"]),
+        runtime=runtime_minutes(config["train"]["epochs"]),
     threads: ENGINE["dense_threads"]
     conda:
         ENV

@@ -9,7 +9,7 @@ rule landscape_metrics:
         landscape=config["landscape"],
         seeds=RETRAIN_SEEDS,
     resources:
-        runtime=training_hours(2 * len(RETRAIN_SEEDS)),
+        runtime=runtime_minutes(2 * len(RETRAIN_SEEDS)),
     threads: ENGINE["threads"]
     conda:
         ENV

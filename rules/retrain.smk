@@ -10,7 +10,7 @@ rule retrain_cell:
         retrain=config["retrain"],
         seeds=RETRAIN_SEEDS,
     resources:
-        runtime=training_hours(config["retrain"]["epochs"] * len(RETRAIN_SEEDS)),
+        runtime=runtime_minutes(config["retrain"]["epochs"] * len(RETRAIN_SEEDS)),
     threads: ENGINE["threads"]
     conda:
         ENV
