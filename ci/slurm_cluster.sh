@@ -65,15 +65,19 @@ install_packages() {
     ((${#missing[@]} == 0)) && return 0
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get"
     log "installing: ${missing[*]}"
-    local t0=$SECONDS
+    local t0=$SECONDS rc=0 policy=/usr/sbin/policy-rc.d made_policy=0
     export DEBIAN_FRONTEND=noninteractive
-    # policy-rc.d-less machines would try to start the services; that is harmless
-    # here (no systemd) but we start our own instances below anyway.
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1; then
-        apt-get update -qq >>"$STATE/apt.log" 2>&1
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$STATE/apt.log" 2>&1 \
-            || { tail -20 "$STATE/apt.log" >&2; die "apt-get install failed"; }
+    # Keep the packages' maintainer scripts from starting the system's own
+    # munge/mariadb/slurm services (we start private instances below).
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
     fi
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1 || {
+        apt-get update -qq >>"$STATE/apt.log" 2>&1
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$STATE/apt.log" 2>&1
+    } || rc=$?
+    ((made_policy)) && rm -f "$policy"
+    ((rc == 0)) || { tail -20 "$STATE/apt.log" >&2; die "apt-get install failed"; }
     log "installed in $((SECONDS - t0))s"
 }
 

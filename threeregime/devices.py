@@ -31,9 +31,9 @@ Environment:
 from __future__ import annotations
 
 import errno
-import re
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -41,7 +41,7 @@ import time
 import warnings
 from typing import Callable, MutableMapping, Optional, Sequence, Union
 
-__all__ = ["select_device", "claim_gpu", "count_gpus", "default_lock_dir", "NoFreeGPUError"]
+__all__ = ["select_device", "claim_gpu", "release_gpus", "count_gpus", "default_lock_dir", "NoFreeGPUError"]
 
 # Open lock files of the GPUs this process claimed: kept open (and so locked) until exit.
 _held_locks: dict[str, object] = {}
@@ -87,9 +87,24 @@ def count_gpus() -> int:
     return -1
 
 
+def _make_lock_dir(lock_dir: str) -> None:
+    if not os.path.isdir(lock_dir):
+        os.makedirs(lock_dir, exist_ok=True)
+        try:  # shared by all users of the machine, like /tmp
+            os.chmod(lock_dir, 0o1777)
+        except OSError:
+            pass
+
+
 def _try_lock(path: str):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    f = os.fdopen(fd, "r+")
+    """The open, flock-ed lock file, or None if another process holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        writable = True
+    except PermissionError:  # another user's lock file: flock needs no write access
+        fd = os.open(path, os.O_RDONLY)
+        writable = False
+    f = os.fdopen(fd, "r+" if writable else "r")
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -97,11 +112,15 @@ def _try_lock(path: str):
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return None
         raise
-    # who holds it, for humans looking at the folder
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
+    if writable:  # who holds it, for humans looking at the folder
+        try:
+            os.fchmod(f.fileno(), 0o666)
+        except OSError:
+            pass
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
     return f
 
 
@@ -121,7 +140,7 @@ def claim_gpu(gpus: Union[int, Sequence[str]], lock_dir: Optional[str] = None,
     if not ids:
         raise ValueError("no GPUs to claim")
     lock_dir = lock_dir or default_lock_dir()
-    os.makedirs(lock_dir, exist_ok=True)
+    _make_lock_dir(lock_dir)
     deadline = time.monotonic() + max(0.0, wait)
     while True:
         for gpu in ids:
