@@ -116,16 +116,12 @@ def build_model(spec: ModelSpec, states: list[dict], engine: Engine) -> PreResNe
 
 
 def stacked_masks(model: PreResNet, masks: dict[str, torch.Tensor] | None, device) -> list[tuple]:
+    """(parameter, mask) pairs with the per-model masks repeated for the K copies."""
     if not masks:
         return []
     params = dict(model.named_parameters())
-    out = []
-    for name, m in masks.items():
-        p = params[name]
-        mk = m.to(device=device, dtype=p.dtype).repeat(model.copies, *([1] * (m.dim() - 1)))
-        out.append((p, mk.contiguous(memory_format=torch.channels_last) if p.is_contiguous(
-            memory_format=torch.channels_last) and p.dim() == 4 else mk))
-    return out
+    return [(params[name], m.to(device=device, dtype=params[name].dtype).repeat(model.copies, *([1] * (m.dim() - 1))))
+            for name, m in masks.items()]
 
 
 @torch.no_grad()
