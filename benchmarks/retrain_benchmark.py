@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import platform
 import sys
@@ -49,7 +48,7 @@ from threeregime.data import (CIFAR_MEAN, CIFAR_STD, ArrayDataset, DeviceData, f
                               load_digits_dataset, load_npz)
 from threeregime.models import ModelSpec, PreResNet  # noqa: E402
 from threeregime.pruning import magnitude_masks  # noqa: E402
-from threeregime.training import Engine, TrainSpec, build_model, stacked_masks, to_model_input  # noqa: E402
+from threeregime.training import Engine, TrainSpec, build_model, stacked_masks  # noqa: E402
 
 # The reference grid (config.yaml): 16 temperatures x 9 densities x 3 dense seeds.
 GRID_CELLS, GRID_COPIES, GRID_EPOCHS, GRID_DENSE = 432, 3, 160, 3
@@ -226,19 +225,7 @@ def train_graphed(spec, init_states, seeds, data, hp, engine, masks=None, on_epo
     static = {k: v[:, :B].clone() for k, v in plan_now().items()}
 
     def step():
-        imgs, labels = data.augmented(static, 0, B)
-        x = to_model_input(data.normalize(imgs), engine.channels_last)
-        with ac:
-            out = model(x).float()
-        y = labels.t()
-        losses = F.cross_entropy(out.permute(0, 2, 1), y, reduction="none")
-        losses.mean(0).sum().backward()
-        if mask_pairs:
-            torch._foreach_mul_([p.grad for p, _ in mask_pairs], [m for _, m in mask_pairs])
-        opt.step()
-        with torch.no_grad():
-            wrong = (out.argmax(-1) != y).sum(0)
-            sums.add_(torch.stack([losses.detach().sum(0), wrong.to(losses.dtype)], 1))
+        training.train_step(model, opt, mask_pairs, data, static, 0, B, engine, sums, autocast=ac)
 
     model.train()
     s = torch.cuda.Stream()

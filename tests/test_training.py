@@ -116,3 +116,13 @@ def test_resume_state_of_other_hyperparameters_is_ignored_with_a_log_line(cifar_
     assert not any("resumed from" in line for line in lines)
     (plain,), _ = train_copies(spec, [init], [1], data, hp, Engine(), **QUIET)
     assert all(torch.equal(fresh[0][k], plain[k]) for k in plain)  # trained from the start
+
+
+def test_copies_per_pass_chosen_per_device_and_size():
+    cifar, demo = ModelSpec(depth=20), ModelSpec(depth=8, in_channels=1)
+    cpu = Engine()
+    assert cpu.copies_for(cifar, (32, 32), 3) == 1                      # full width on CPU: sequential
+    assert cpu.copies_for(ModelSpec(depth=20, width=0.25), (32, 32), 3) == 3
+    assert cpu.copies_for(demo, (8, 8), 3) == 3
+    assert Engine(torch.device("cuda")).copies_for(cifar, (32, 32), 3) == 3
+    assert Engine(copies_per_pass=2).copies_for(cifar, (32, 32), 3) == 2  # config override

@@ -105,7 +105,7 @@ def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_
     spec, masks = _spec_of(ckpt), ckpt["mask"]
     _, data = device_data(data_spec, engine, augment=True)
     seeds = sorted(outputs)
-    per_pass = engine.copies_per_pass or len(seeds)
+    per_pass = engine.copies_for(spec, tuple(data.x_train.shape[1:3]), len(seeds))
     os.makedirs(resume_dir, exist_ok=True)
     log(f"retraining {len(seeds)} copies of {pruned_path} ({per_pass} per pass), {hp}, {engine.describe()}")
     job_meta = {**meta, "train": hp.as_dict(), "seeds": seeds}
