@@ -102,3 +102,14 @@ def test_interpolation_is_linear_and_resets_bn():
     mid = interpolate(a, b, 0.25)
     torch.testing.assert_close(mid["conv1.weight"], 0.25 * a["conv1.weight"] + 0.75 * b["conv1.weight"])
     assert np.all(mid["bn.running_mean"].numpy() == 0) and np.all(mid["bn.running_var"].numpy() == 1)
+
+
+def test_cka_of_a_collapsed_representation_is_undefined():
+    x = _x()
+    const = torch.full((200, 10), 0.1, dtype=torch.float64) + 1e-17 * _x(200, 10, seed=3)
+    assert np.isnan(linear_cka(x, const)) and np.isnan(linear_cka(const, const))
+    from threeregime.tables import regime
+
+    assert regime(0.0, float("nan"), -0.05, 0.9) == "missing"
+    assert regime(-0.2, float("nan"), -0.05, 0.9) == "I"
+    assert regime(0.0, 0.95, -0.05, 0.9) == "II-B" and regime(0.0, 0.5, -0.05, 0.9) == "II-A"

@@ -35,8 +35,15 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
     HSIC with centred linear Gram matrices, computed in feature space:
     ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F).
+
+    Undefined (NaN) when either representation is constant over the sample, e.g. a copy
+    that collapsed to one prediction: its centred values are rounding noise.
     """
-    xc, yc = _centre(x.double()), _centre(y.double())
+    x, y = x.double(), y.double()
+    xc, yc = _centre(x), _centre(y)
+    for raw, c in ((x, xc), (y, yc)):
+        if float((c * c).sum()) <= 1e-20 * max(float((raw * raw).sum()), 1e-300):
+            return float("nan")
     cross = torch.linalg.matrix_norm(yc.T @ xc) ** 2
     return float(cross / (torch.linalg.matrix_norm(xc.T @ xc) * torch.linalg.matrix_norm(yc.T @ yc)))
 

@@ -20,6 +20,8 @@ def regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float) -> 
         return "missing"
     if lmc < lmc_epsilon:
         return "I"
+    if not np.isfinite(cka):
+        return "missing"  # connected, but a copy's outputs are constant: similarity undefined
     return "II-B" if cka >= cka_threshold else "II-A"
 
 
