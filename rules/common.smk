@@ -1,5 +1,4 @@
 import sys
-from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -61,10 +60,6 @@ def grid_cells():
         for d in GRID["densities"]
         for s in GRID["dense_seeds"]
     ]
-
-
-def cell_file(name):
-    return lambda wc: f"{CELL}/{name}".format(**wc)
 
 
 def runtime_minutes(epochs):

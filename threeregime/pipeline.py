@@ -98,8 +98,8 @@ def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_
     """Retrain copies of one pruned network, one per seed in `outputs` (seed -> path).
 
     All copies start from the same pruned weights and keep its mask; the seed sets only the
-    data order and augmentation. Copies are trained `engine.copies_per_pass` at a time
-    (0: all together) in one grouped network.
+    data order and augmentation. Copies are trained `engine.copies_for(...)` at a time in
+    one grouped network.
     """
     ckpt = load_torch(pruned_path, expect=expect)
     spec, masks = _spec_of(ckpt), ckpt["mask"]
