@@ -504,12 +504,16 @@ def main(argv=None):
         npairs = a.copies * (a.copies - 1) // 2
         log(f"\n== LMC + CKA of {a.copies} copies ({npairs} pairs, {a.lmc_points} points) on "
             f"{len(lds_full.y_train)} training images (x{lscale:.2f} extrapolation)")
-        for rep in range(2 if dev.type == "cuda" else 1):
+        def timed_lmc(eng):
+            """Seconds for one cell's landscape metrics, extrapolated to the full training set."""
             sync(dev)
             t0 = time.perf_counter()
-            landscape.landscape_metrics(spec, states, ldata, engine, points=a.lmc_points)
+            landscape.landscape_metrics(spec, states, ldata, eng, points=a.lmc_points)
             sync(dev)
-            lt = (time.perf_counter() - t0) * lscale
+            return (time.perf_counter() - t0) * lscale
+
+        for rep in range(2 if dev.type == "cuda" else 1):
+            lt = timed_lmc(engine)
             log(f"  landscape_metrics run {rep + 1}: {lt:.2f} s per cell (full set)")
         lmc_pair = lt / npairs
         R["lmc_cell"] = lt
@@ -529,11 +533,7 @@ def main(argv=None):
                 if v["bn"]:
                     landscape.reestimate_bn = lambda m, x, d, e, _n=v["bn"]: orig_bn(m, x[:_n], d, e)
                 try:
-                    sync(dev)
-                    t0 = time.perf_counter()
-                    landscape.landscape_metrics(spec, states, ldata, eng, points=a.lmc_points)
-                    sync(dev)
-                    vt = (time.perf_counter() - t0) * lscale
+                    vt = timed_lmc(eng)
                     log(f"RESULT LMC variant {name}: {vt / npairs:.2f} s per pair ({lt / vt:.2f}x faster)")
                 except Exception as e:  # noqa: BLE001
                     log(f"LMC variant {name} failed: {type(e).__name__}: {str(e)[:300]}")
