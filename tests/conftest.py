@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -34,6 +33,3 @@ def snakemake_bin() -> str:
     exe = Path(sys.executable).parent / "snakemake"
     return str(exe) if exe.exists() else "snakemake"
 
-
-def pytest_collection_modifyitems(config, items):
-    os.environ.setdefault("PYTHONHASHSEED", "0")

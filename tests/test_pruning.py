@@ -48,3 +48,10 @@ def test_classifier_is_not_prunable():
     names = PreResNet(ModelSpec(depth=20)).prunable()
     assert "fc.weight" not in names and "conv1.weight" in names
     assert len(names) == 19 + 2  # 19 3x3 convs + 2 shortcut 1x1 convs in PreResNet-20
+
+
+def test_preresnet20_has_the_papers_size():
+    from threeregime.models import count_parameters
+
+    assert count_parameters(ModelSpec(depth=20)) == 272_282  # "0.27M parameters"
+    assert count_parameters(ModelSpec(depth=20, width=2)) > 3 * 272_282

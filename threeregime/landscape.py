@@ -53,12 +53,7 @@ def interpolate(a: dict, b: dict, t: float) -> dict:
     out = {}
     for name, va in a.items():
         if name.endswith(BN_BUFFERS):
-            if name.endswith("running_mean"):
-                out[name] = torch.zeros_like(va)
-            elif name.endswith("running_var"):
-                out[name] = torch.ones_like(va)
-            else:
-                out[name] = torch.zeros_like(va)
+            out[name] = torch.ones_like(va) if name.endswith("running_var") else torch.zeros_like(va)
         else:
             out[name] = t * va + (1.0 - t) * b[name]
     return out

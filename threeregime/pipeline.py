@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import shutil
 from dataclasses import asdict
@@ -18,7 +19,8 @@ from .checkpoints import load_torch, save_json, save_text, save_torch
 from .data import DeviceData, DataSpec, load_dataset
 from .landscape import landscape_metrics
 from .models import ModelSpec, PreResNet
-from .pruning import density_of, magnitude_masks
+from .pruning import apply_masks, density_of, magnitude_masks
+from .study import model_spec
 from .training import DivergedError, Engine, TrainSpec, train_copies
 
 LOG_COLUMNS = ("retrain_seed", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error")
@@ -42,8 +44,7 @@ def train_dense(data_spec: DataSpec, model_cfg: dict, hp: TrainSpec, seed: int, 
     targets only when the run is complete, so a killed job keeps them for its rerun.
     """
     ds, data = device_data(data_spec, engine, augment=True)
-    spec = ModelSpec(model_cfg["arch"], int(model_cfg["depth"]), float(model_cfg["width"]),
-                     ds.image_shape[-1], ds.num_classes)
+    spec = model_spec(model_cfg, ds.image_shape[-1], ds.num_classes)
     torch.manual_seed(seed)
     init = PreResNet(spec, 1).copy_state(0)
     os.makedirs(partial_dir, exist_ok=True)
@@ -71,9 +72,7 @@ def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str
     state = ckpt["state_dict"]
     conv = {name: state[name] for name in PreResNet(spec, 1).prunable()}
     masks = magnitude_masks(conv, density, method)
-    pruned = dict(state)
-    for name, m in masks.items():
-        pruned[name] = state[name] * m
+    pruned = apply_masks(state, masks)
     achieved = density_of(masks)
     save_torch({"meta": {**meta, "achieved_density": achieved}, "spec": ckpt["spec"], "state_dict": pruned,
                 "mask": masks}, out_path)
@@ -150,7 +149,7 @@ def measure_cell(retrained: dict[int, str], out_path: str, data_spec: DataSpec, 
         seeds = sorted(ckpts)
         res = {"meta": meta, "diverged": diverged[0], "achieved_density": density_of(ckpts[seeds[0]]["mask"]),
                "pairs": [{"seed_a": a, "seed_b": b, "lmc": float("nan"), "cka": float("nan"),
-                          "cka_logit": float("nan")} for i, a in enumerate(seeds) for b in seeds[i + 1:]]}
+                          "cka_logit": float("nan")} for a, b in itertools.combinations(seeds, 2)]}
         save_json(res, out_path)
         return res
     _, data = device_data(data_spec, engine, augment=False)

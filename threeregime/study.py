@@ -13,11 +13,11 @@ Paths are keyed by the parameters that made them, OpenLTH-style:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .data import DataSpec
 from .models import ModelSpec
-from .pruning import METHODS
 from .training import TrainSpec
 
 TRAIN_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "milestones", "gamma")
@@ -78,16 +78,14 @@ def check_config(config: dict) -> None:
         raise ConfigError(f"grid.densities {bad} are outside (0, 1]")
     if len(grid["retrain_seeds"]) < 2:
         raise ConfigError(f"grid.retrain_seeds needs at least 2 seeds to form pairs, got {grid['retrain_seeds']}")
-    if config["prune"]["method"] not in METHODS:
-        raise ConfigError(f"prune.method: unknown pruning method {config['prune']['method']!r}; "
-                          f"allowed: {list(METHODS)}")
     for name, sec in (("train", train), ("retrain", retrain)):
         ms = sec["milestones"]
         if list(ms) != sorted(ms) or any(not 0 < m < sec["epochs"] for m in ms):
             raise ConfigError(f"{name}.milestones {ms} must be increasing epochs inside (0, {name}.epochs)")
-    d = config["model"]["depth"]
-    if d < 8 or (d - 2) % 6:
-        raise ConfigError(f"model.depth must be 6n+2 (8, 14, 20, 32, 44, 56, ...), got {d}")
+    try:
+        model_spec(config["model"], in_channels=3, num_classes=10)  # ModelSpec validates depth/width
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -128,8 +126,6 @@ def parse_trainer_key(key: str, train: dict) -> dict:
 
 def parse_model_key(key: str, model: dict) -> dict:
     """The model section a <model> path segment stands for (depth and width from the key)."""
-    import re
-
     m = re.fullmatch(r"([a-z]+)(\d+)_w([0-9.]+)", key)
     if not m or m.group(1) != model["arch"]:
         raise ConfigError(f"model {key!r} does not match the config (expected like {model_key(model)!r})")
