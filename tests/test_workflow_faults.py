@@ -78,7 +78,8 @@ def test_killed_snakemake_reruns_only_unfinished_jobs(tmp_path):
 
 
 def test_second_snakemake_on_the_same_results_is_refused(tmp_path):
-    cfg = write_config(tmp_path, TINY)
+    # a longer first run, so that it is surely still going when the second one checks
+    cfg = write_config(tmp_path, dict(TINY, retrain={"epochs": 20, "milestones": [10]}))
     first = start(tmp_path, cfg)
     try:
         wait_for(lambda: (tmp_path / ".snakemake" / "locks").exists() and any(
