@@ -14,8 +14,8 @@ Runs, one after the other in one process on the same machine:
 
 Optional variants (--extra): `graphed` (the fused step loop captured in one CUDA graph, a
 copy of train_copies' loop in this file), `compile` (torch.compile of the grouped model),
-`scan` (fused with more copies, --scan-copies), `lmcvar` (landscape variants: bigger eval
-batches, BatchNorm re-estimation on a subset), `profile` (torch.profiler of the fused loop),
+`scan` (fused with more copies, --scan-copies), `lmcvar` (landscape variants: the whole
+training set as in the paper's code, bigger eval batches), `profile` (torch.profiler of the fused loop),
 `digits` (fused vs sequential at the digits demo scale), `cpucl` (channels_last on CPU).
 
 Every training variant starts from the same PreResNet state pruned to --density with
@@ -35,6 +35,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from threeregime import landscape, training  # noqa: E402
 from threeregime.data import (CIFAR_MEAN, CIFAR_STD, ArrayDataset, DeviceData, from_arrays,  # noqa: E402
                               load_digits_dataset, load_npz)
+from threeregime.landscape import LandscapeSpec  # noqa: E402
 from threeregime.models import ModelSpec, PreResNet  # noqa: E402
 from threeregime.pruning import magnitude_masks  # noqa: E402
 from threeregime.training import Engine, TrainSpec, build_model, stacked_masks  # noqa: E402
@@ -181,7 +183,8 @@ def run_upstream(ds: ArrayDataset, state: dict, masks: dict, hp: TrainSpec, dev,
 # (b) ours
 # --------------------------------------------------------------------------------------------
 
-def run_ours(spec, state, masks, seeds, data, hp, engine, label, trainer=None) -> tuple[list[float], list[dict]]:
+def run_ours(spec, state, masks, seeds, data, hp, engine, label, trainer=None,
+             quiet=True) -> tuple[list[float], list[dict]]:
     """Epoch times of one train_copies call (each time = train + test pass of all its copies)."""
     trainer = trainer or training.train_copies
     times, last = [], [None]
@@ -196,7 +199,7 @@ def run_ours(spec, state, masks, seeds, data, hp, engine, label, trainer=None) -
 
     last[0] = time.perf_counter()
     states, _ = trainer(spec, [state] * len(seeds), seeds, data, hp, engine, masks=masks, on_epoch=on_epoch,
-                        log=lambda *a: None)
+                        log=(lambda *a: None) if quiet else log)
     return times, states
 
 
@@ -255,23 +258,6 @@ def train_graphed(spec, init_states, seeds, data, hp, engine, masks=None, on_epo
         if on_epoch is not None:
             on_epoch(epoch + 1, model, history)
     return [model.copy_state(i) for i in range(K)], history
-
-
-def compiled_trainer(mode: str):
-    """train_copies with the grouped model wrapped in torch.compile (patched build_model)."""
-
-    def trainer(*a, **kw):
-        orig = training.build_model
-        def build(*b, **c):
-            m = orig(*b, **c)
-            m.compile(mode=mode)  # in place: parameter names stay those train_copies expects
-            return m
-        training.build_model = build
-        try:
-            return training.train_copies(*a, **kw)
-        finally:
-            training.build_model = orig
-    return trainer
 
 
 def profile_fused(spec, state, masks, seeds, data_full: ArrayDataset, hp, engine, steps: int, out_dir: str | None):
@@ -388,8 +374,8 @@ def main(argv=None):
     p.add_argument("--extra", default="", help="comma list of graphed,compile,scan,lmcvar,profile,digits,cpucl")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for --extra compile")
     p.add_argument("--scan-copies", default="9,27", help="copies fused per pass for --extra scan")
-    p.add_argument("--lmc-images", type=int, default=0,
-                   help="run the LMC on the first N training images and extrapolate linearly (0: all)")
+    p.add_argument("--lmc-samples", default=f"{LandscapeSpec.bn_samples}:{LandscapeSpec.error_samples}",
+                   help="bn_samples:error_samples of the LMC (training images; 0 = all), as in config.yaml")
     p.add_argument("--lmc-points", type=int, default=11)
     p.add_argument("--profile-steps", type=int, default=100)
     p.add_argument("--stat", choices=("min", "mean"), default="min", help="epoch time over the timed epochs")
@@ -472,8 +458,8 @@ def main(argv=None):
     if "compile" in extra:
         log(f"\n== ours fused + torch.compile(mode={a.compile_mode!r})")
         try:
-            t, _ = run_ours(spec, state, masks, seeds, data, hp, engine, "compiled",
-                            trainer=compiled_trainer(a.compile_mode))
+            t, _ = run_ours(spec, state, masks, seeds, data, hp, replace(engine, compile=a.compile_mode), "compiled",
+                            quiet=False)
             R["compile"] = a.copies / (steady(t) * scale)
             compile_s = t[0] - steady(t)
             rate_line(f"ours fused+compile", R["compile"], t[0], f"(compile ~ {compile_s:.1f} s)")
@@ -497,24 +483,24 @@ def main(argv=None):
     if "lmc" not in skip:
         if fused_states is None:
             fused_states = [state] * a.copies
-        lds_full = full if not a.lmc_images else subset(full, a.lmc_images, nt_full)
-        lscale = n_full / len(lds_full.y_train)
-        ldata = DeviceData(lds_full, dev)
+        ldata = DeviceData(full, dev)
         states = {s: {k: v.cpu() for k, v in st.items()} for s, st in zip(seeds, fused_states)}
         npairs = a.copies * (a.copies - 1) // 2
-        log(f"\n== LMC + CKA of {a.copies} copies ({npairs} pairs, {a.lmc_points} points) on "
-            f"{len(lds_full.y_train)} training images (x{lscale:.2f} extrapolation)")
-        def timed_lmc(eng):
-            """Seconds for one cell's landscape metrics, extrapolated to the full training set."""
+        bn, err = (int(v) for v in a.lmc_samples.split(":"))
+        what = LandscapeSpec(points=a.lmc_points, bn_samples=bn, error_samples=err)
+
+        def timed_lmc(eng, what):
+            """Seconds for one cell's landscape metrics."""
             sync(dev)
             t0 = time.perf_counter()
-            landscape.landscape_metrics(spec, states, ldata, eng, points=a.lmc_points)
+            res = landscape.landscape_metrics(spec, states, ldata, eng, what)
             sync(dev)
-            return (time.perf_counter() - t0) * lscale
+            return time.perf_counter() - t0, res["samples"]
 
+        log(f"\n== LMC + CKA of {a.copies} copies ({npairs} pairs, {a.lmc_points} points), {what}")
         for rep in range(2 if dev.type == "cuda" else 1):
-            lt = timed_lmc(engine)
-            log(f"  landscape_metrics run {rep + 1}: {lt:.2f} s per cell (full set)")
+            lt, used = timed_lmc(engine, what)
+            log(f"  landscape_metrics run {rep + 1}: {lt:.2f} s per cell, images used {used}")
         lmc_pair = lt / npairs
         R["lmc_cell"] = lt
         one_epoch = 1 / R["sequential"] if "sequential" in R else (a.copies / R["fused"] if "fused" in R else None)
@@ -522,23 +508,15 @@ def main(argv=None):
             + (f" = {lmc_pair / one_epoch:.2f}x one training epoch of one model (ours, K=1: {one_epoch:.2f} s)"
                if one_epoch else ""))
         if "lmcvar" in extra:
-            variants = [("eval batch 4000", dict(eval_batch=4000, bn=0, cl=engine.channels_last)),
-                        ("BN re-estimation on 10k images", dict(eval_batch=engine.eval_batch_size, bn=10000,
-                                                                cl=engine.channels_last))]
-            if dev.type == "cpu":
-                variants.append(("channels_last on CPU", dict(eval_batch=engine.eval_batch_size, bn=0, cl=True)))
-            orig_bn = landscape.reestimate_bn
-            for name, v in variants:
-                eng = Engine(engine.device, engine.bf16, v["cl"], v["eval_batch"], 0)
-                if v["bn"]:
-                    landscape.reestimate_bn = lambda m, x, d, e, _n=v["bn"]: orig_bn(m, x[:_n], d, e)
+            variants = [("whole training set (the paper's code)", engine, replace(what, bn_samples=0, error_samples=0)),
+                        ("eval batch 4000", replace(engine, eval_batch_size=4000), what)]
+            for name, eng, w in variants:
                 try:
-                    vt = timed_lmc(eng)
-                    log(f"RESULT LMC variant {name}: {vt / npairs:.2f} s per pair ({lt / vt:.2f}x faster)")
+                    vt, used = timed_lmc(eng, w)
+                    log(f"RESULT LMC variant {name}: {vt / npairs:.2f} s per pair ({lt / vt:.2f}x the default), "
+                        f"images used {used}")
                 except Exception as e:  # noqa: BLE001
                     log(f"LMC variant {name} failed: {type(e).__name__}: {str(e)[:300]}")
-                finally:
-                    landscape.reestimate_bn = orig_bn
 
     if "digits" in extra:
         log("\n== digits demo scale: PreResNet-8, 8x8x1, crop_padding=1, no flip, fused vs sequential")

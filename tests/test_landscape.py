@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from threeregime.data import DeviceData
-from threeregime.landscape import interpolate, landscape_metrics, linear_cka, lmc_barrier
+from threeregime.landscape import (LandscapeSpec, interpolate, landscape_metrics, linear_cka, lmc_barrier,
+                                   training_subset)
 from threeregime.models import ModelSpec, PreResNet
 from threeregime.training import Engine, reestimate_bn
 
@@ -87,8 +88,8 @@ def test_lmc_of_a_model_with_itself_is_zero():
     spec = ModelSpec(depth=8, width=0.5, in_channels=1)
     torch.manual_seed(0)
     state = PreResNet(spec, 1).copy_state(0)
-    res = landscape_metrics(spec, {1: state, 2: state}, data, Engine(eval_batch_size=100), points=5,
-                            cka_samples=200)
+    res = landscape_metrics(spec, {1: state, 2: state}, data, Engine(eval_batch_size=100),
+                            LandscapeSpec(points=5, cka_samples=200))
     (pair,) = res["pairs"]
     assert pair["lmc"] == 0.0
     assert len(set(pair["train_error_curve"])) == 1
@@ -113,3 +114,61 @@ def test_cka_of_a_collapsed_representation_is_undefined():
     assert regime(0.0, float("nan"), -0.05, 0.9) == "missing"
     assert regime(-0.2, float("nan"), -0.05, 0.9) == "I"
     assert regime(0.0, 0.95, -0.05, 0.9) == "II-B" and regime(0.0, 0.5, -0.05, 0.9) == "II-A"
+
+
+def test_training_subsets_are_fixed_sorted_and_nested():
+    small, large = training_subset(1000, 100), training_subset(1000, 400)
+    assert len(small) == 100 and len(large) == 400 and len(set(large.tolist())) == 400
+    assert torch.equal(small, small.sort().values) and torch.equal(small, training_subset(1000, 100))
+    assert set(small.tolist()) <= set(large.tolist())
+    assert torch.equal(training_subset(1000, 0), torch.arange(1000))
+    assert torch.equal(training_subset(1000, 5000), torch.arange(1000))
+    with pytest.raises(ValueError, match="bn_samples"):
+        LandscapeSpec(bn_samples=-1)
+
+
+def _two_copies(spec):
+    states = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        states[seed] = PreResNet(spec, 1).copy_state(0)
+    return states
+
+
+def test_subset_metrics_equal_whole_set_metrics_of_the_subset():
+    """BatchNorm re-estimation, the error curve and CKA all use the configured subset: the
+    result equals the whole-set result on a data set holding only those images."""
+    from threeregime.data import from_arrays
+
+    ds = _digits_data()
+    spec = ModelSpec(depth=8, width=0.5, in_channels=1)
+    states = _two_copies(spec)
+    engine = Engine(eval_batch_size=64)
+    idx = training_subset(len(ds.y_train), 120).numpy()
+    sub = from_arrays(ds.x_train[idx], ds.y_train[idx], ds.x_test, ds.y_test, mean=ds.mean, std=ds.std)
+    on_subset = landscape_metrics(spec, states, DeviceData(ds, torch.device("cpu")), engine,
+                                  LandscapeSpec(points=5, bn_samples=120, error_samples=120, cka_samples=120))
+    whole = landscape_metrics(spec, states, DeviceData(sub, torch.device("cpu")), engine,
+                              LandscapeSpec(points=5, bn_samples=0, error_samples=0, cka_samples=0))
+    assert on_subset["samples"] == whole["samples"] == {"bn": 120, "error": 120, "cka": 120}
+    (a,), (b,) = on_subset["pairs"], whole["pairs"]
+    assert a == b
+    # and the subset changes the answer: the same networks measured on all 300 images
+    full = landscape_metrics(spec, states, DeviceData(ds, torch.device("cpu")), engine,
+                             LandscapeSpec(points=5, bn_samples=0, error_samples=0, cka_samples=0))
+    assert full["pairs"][0]["train_loss_curve"] != a["train_loss_curve"]
+
+
+def test_grouped_and_one_at_a_time_evaluation_agree():
+    ds = _digits_data()
+    data = DeviceData(ds, torch.device("cpu"))
+    spec = ModelSpec(depth=8, width=0.5, in_channels=1)
+    states = _two_copies(spec)
+    what = LandscapeSpec(points=5, bn_samples=200, error_samples=0, cka_samples=0)
+    grouped = landscape_metrics(spec, states, data, Engine(eval_batch_size=100), what, chunk=5)
+    single = landscape_metrics(spec, states, data, Engine(eval_batch_size=100), what, chunk=1)
+    (g,), (s,) = grouped["pairs"], single["pairs"]
+    np.testing.assert_allclose(g["train_loss_curve"], s["train_loss_curve"], rtol=1e-5, atol=1e-6)
+    # an image on a decision boundary may flip under rounding: allow one image in 300
+    np.testing.assert_allclose(g["train_error_curve"], s["train_error_curve"], atol=1 / 300 + 1e-9)
+    assert g["cka"] == pytest.approx(s["cka"], abs=1e-6)

@@ -126,3 +126,37 @@ def test_copies_per_pass_chosen_per_device_and_size():
     assert cpu.copies_for(demo, (8, 8), 3) == 3
     assert Engine(torch.device("cuda")).copies_for(cifar, (32, 32), 3) == 3
     assert Engine(copies_per_pass=2).copies_for(cifar, (32, 32), 3) == 2  # config override
+
+
+def test_compiled_training_matches_eager(cifar_small):
+    """engine.compile: the same training to float tolerance, checkpoints under the same names."""
+    spec, data, init = _setup(cifar_small, 160)  # 2 full steps and a last batch of 32: two graphs
+    hp = TrainSpec(epochs=1, batch_size=64, lr=0.01)
+    eager, eh = train_copies(spec, [init] * 2, [1, 2], data, hp, Engine(), **QUIET)
+    lines = []
+    comp, ch = train_copies(spec, [init] * 2, [1, 2], data, hp, Engine(compile="default"), log=lines.append)
+    assert not [ln for ln in lines if "torch.compile failed" in ln]
+    for k in range(2):
+        assert comp[k].keys() == eager[k].keys()
+        diff = max((comp[k][n] - eager[k][n]).abs().max().item() for n in eager[k])
+        assert diff <= 1e-4, diff
+        assert abs(ch[0].train_loss[k] - eh[0].train_loss[k]) < 1e-4
+
+
+def test_failed_compile_falls_back_to_eager(cifar_small, monkeypatch):
+    import threeregime.training as training
+
+    def broken_compile(model, **kw):
+        def call(*a, **k):
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    spec, data, init = _setup(cifar_small, 128)
+    hp = TrainSpec(epochs=2, batch_size=64, lr=0.01)
+    eager, _ = train_copies(spec, [init] * 2, [1, 2], data, hp, Engine(), **QUIET)
+    monkeypatch.setattr(training.torch, "compile", broken_compile)
+    lines = []
+    fell_back, _ = train_copies(spec, [init] * 2, [1, 2], data, hp, Engine(compile="default"), log=lines.append)
+    assert [ln for ln in lines if "torch.compile failed (RuntimeError: no C++ compiler found)" in ln]
+    for k in range(2):
+        assert all(torch.equal(fell_back[k][n], eager[k][n]) for n in eager[k])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -12,6 +13,28 @@ from .models import ModelSpec
 from .training import Engine, build_model, evaluate, outputs, reestimate_bn
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@dataclass(frozen=True)
+class LandscapeSpec:
+    """What landscape_metrics measures. Sample sizes count training images; 0 = all of them.
+
+    The paper's code re-estimates BatchNorm and measures the training error on the whole
+    training set at each of the 11 points. Fixed subsets make a pair cost about one training
+    epoch instead of about seven (see README, "LMC on subsets" for the measured agreement).
+    """
+
+    points: int = 11           # interpolation points t in [0, 1], ends included
+    bn_samples: int = 10000    # images for BatchNorm re-estimation at each point
+    error_samples: int = 10000  # images the training error err(t) is measured on
+    cka_samples: int = 6400    # images CKA is measured on
+
+    def __post_init__(self):
+        if self.points < 3:
+            raise ValueError(f"landscape.points must be at least 3 (got {self.points})")
+        for name in ("bn_samples", "error_samples", "cka_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"landscape.{name} must be >= 0 (0 = the whole training set)")
 
 
 def lmc_barrier(errors) -> float:
@@ -59,20 +82,29 @@ def interpolate(a: dict, b: dict, t: float) -> dict:
     return out
 
 
-def cka_sample_indices(n_train: int, size: int, seed: int = 0) -> torch.Tensor:
-    """The fixed set of training images CKA is measured on (same for every cell)."""
+def training_subset(n_train: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Indices (sorted) of a fixed set of `size` training images, the same for every cell;
+    all images when size is 0 or at least n_train.
+
+    Sets of different sizes are prefixes of one permutation, so they are nested: the error
+    subset lies inside the BatchNorm subset when it is smaller, and so on.
+    """
+    if size <= 0 or size >= n_train:
+        return torch.arange(n_train)
     g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_train, generator=g)[:min(size, n_train)].sort().values
+    return torch.randperm(n_train, generator=g)[:size].sort().values
 
 
 def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData, engine: Engine,
-                      points: int = 11, cka_samples: int = 6400, chunk: int = 0) -> dict:
+                      what: LandscapeSpec = LandscapeSpec(), chunk: int = 0) -> dict:
     """LMC and CKA for every pair of retrained copies of one cell.
 
-    All interpolated networks of all pairs (the shared endpoints once) are evaluated as one
-    grouped network, `chunk` at a time (0: all at once): BatchNorm re-estimation and the
-    training error of many θ(t) cost one pass each over the training set.
+    The interpolated networks of all pairs (the shared endpoints once) are evaluated as
+    grouped networks of `chunk` copies (0: as many as engine.copies_for fuses on this
+    device): BatchNorm re-estimation and the training error of many θ(t) cost one pass each
+    over their subsets of the training set.
     """
+    points = what.points
     seeds = sorted(states)
     pairs = list(itertools.combinations(seeds, 2))
     ts = np.linspace(0.0, 1.0, points)
@@ -86,23 +118,27 @@ def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData
             index[(a, b, float(t))] = len(nets)
             nets.append(interpolate(states[a], states[b], float(t)))
 
+    bn_x = data.x_train[training_subset(data.n_train, what.bn_samples).to(data.device)]
+    err_idx = training_subset(data.n_train, what.error_samples).to(data.device)
+    err_x, err_y = data.x_train[err_idx], data.y_train[err_idx]
     train_err = np.empty(len(nets))
     train_loss = np.empty(len(nets))
-    step = chunk or len(nets)
+    step = chunk or engine.copies_for(spec, tuple(data.x_train.shape[1:3]), len(nets))
     for lo in range(0, len(nets), step):
         model = build_model(spec, nets[lo:lo + step], engine)
-        reestimate_bn(model, data.x_train, data, engine)
-        res = evaluate(model, data.x_train, data.y_train, data, engine).cpu().numpy()
+        reestimate_bn(model, bn_x, data, engine)
+        res = evaluate(model, err_x, err_y, data, engine).cpu().numpy()
         train_loss[lo:lo + step], train_err[lo:lo + step] = res[:, 0], res[:, 1]
         del model
 
     # CKA on the copies as retrained (their own BatchNorm statistics), no augmentation.
-    idx = cka_sample_indices(data.n_train, cka_samples).to(data.device)
+    idx = training_subset(data.n_train, what.cka_samples).to(data.device)
     model = build_model(spec, [states[s] for s in seeds], engine)
     logits = outputs(model, data.x_train[idx], data, engine).cpu()
     probs = torch.softmax(logits.double(), -1)
 
-    result = {"ts": ts.tolist(), "pairs": []}
+    result = {"ts": ts.tolist(), "samples": {"bn": int(bn_x.shape[0]), "error": int(err_x.shape[0]),
+                                             "cka": int(idx.shape[0])}, "pairs": []}
     for a, b in pairs:
         def at(t):
             if t == 0.0:

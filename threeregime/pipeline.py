@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import load_torch, save_json, save_text, save_torch
 from .data import DeviceData, DataSpec, load_dataset
-from .landscape import landscape_metrics
+from .landscape import LandscapeSpec, landscape_metrics
 from .models import ModelSpec, PreResNet
 from .pruning import apply_masks, density_of, magnitude_masks
 from .study import model_spec
@@ -140,7 +140,7 @@ def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_
 
 
 def measure_cell(retrained: dict[int, str], out_path: str, data_spec: DataSpec, engine: Engine,
-                 points: int, cka_samples: int, meta: dict, expect: dict, log=print) -> dict:
+                 what: LandscapeSpec, meta: dict, expect: dict, log=print) -> dict:
     ckpts = {s: load_torch(p, expect=expect) for s, p in retrained.items()}
     spec = _spec_of(next(iter(ckpts.values())))
     diverged = [c["diverged"] for c in ckpts.values() if c.get("diverged")]
@@ -153,9 +153,8 @@ def measure_cell(retrained: dict[int, str], out_path: str, data_spec: DataSpec, 
         save_json(res, out_path)
         return res
     _, data = device_data(data_spec, engine, augment=False)
-    log(f"landscape metrics of {len(ckpts)} copies: {points} points per pair, {engine.describe()}")
-    res = landscape_metrics(spec, {s: c["state_dict"] for s, c in ckpts.items()}, data, engine,
-                            points=points, cka_samples=cka_samples)
+    log(f"landscape metrics of {len(ckpts)} copies: {what}, {engine.describe()}")
+    res = landscape_metrics(spec, {s: c["state_dict"] for s, c in ckpts.items()}, data, engine, what)
     res["meta"] = meta
     res["achieved_density"] = density_of(next(iter(ckpts.values()))["mask"])
     save_json(res, out_path)

@@ -68,17 +68,19 @@ class Engine:
     channels_last: bool = False
     eval_batch_size: int = 1000
     copies_per_pass: int = 0  # 0: all copies of a job in one fused pass
+    compile: str = ""         # a torch.compile mode for the training step ("" = eager); evaluation stays eager
 
     @staticmethod
     def auto(device: str = "auto", precision: str = "auto", eval_batch_size: int = 1000,
-             copies_per_pass: int = 0) -> "Engine":
+             copies_per_pass: int = 0, compile: bool | str = False) -> "Engine":
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dev = torch.device(device)
         bf16 = (precision == "bf16") or (precision == "auto" and dev.type == "cuda")
         # channels_last everywhere: grouped convolutions on CPU (oneDNN) were 1.5-2.9x faster
         # with it in benchmarks/retrain_benchmark.py, and it is cuDNN's fast layout.
-        return Engine(dev, bf16, True, eval_batch_size, copies_per_pass)
+        mode = "default" if compile is True else (compile or "")
+        return Engine(dev, bf16, True, eval_batch_size, copies_per_pass, mode)
 
     def copies_for(self, spec: ModelSpec, image_hw: tuple[int, int], copies: int) -> int:
         """How many copies to fuse per pass (engine.copies_per_pass, or chosen per device).
@@ -101,7 +103,8 @@ class Engine:
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return f"device={self.device} ({name}), bf16={self.bf16}, channels_last={self.channels_last}"
+        return (f"device={self.device} ({name}), bf16={self.bf16}, channels_last={self.channels_last}"
+                + (f", torch.compile(mode={self.compile!r})" if self.compile else ""))
 
 
 def to_model_input(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -236,6 +239,21 @@ def train_step(model: PreResNet, opt, mask_pairs: list[tuple], data: DeviceData,
         sums += torch.stack([losses.detach().sum(0), wrong.to(losses.dtype)], 1)
 
 
+def _first_compiled_step(compiled, model, opt, mask_pairs, data, plan, start, engine, sums, batch, log):
+    """Run the first step through torch.compile; if compilation fails (an unsupported
+    backend or toolchain), say so and train eagerly: a failed compile updates nothing, the
+    gradients are cleared and the step is redone."""
+    try:
+        train_step(compiled, opt, mask_pairs, data, plan, start, start + batch, engine, sums)
+        return compiled
+    except Exception as e:  # noqa: BLE001 - any compiler failure falls back to eager
+        log(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); training eagerly. "
+            "Set engine.compile: false to skip the attempt.")
+        opt.zero_grad(set_to_none=True)
+        train_step(model, opt, mask_pairs, data, plan, start, start + batch, engine, sums)
+        return model
+
+
 @dataclass
 class EpochRecord:
     epoch: int
@@ -293,6 +311,11 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
             log(f"resumed from {resume_path} at epoch {start}")
 
     n, B = data.n_train, hp.batch_size
+    # The compiled module shares the model's parameters; states are read from `model`, so
+    # checkpoints keep their keys. Static shapes: the full batches and the epoch's last
+    # (smaller) batch are compiled once each.
+    step_model = torch.compile(model, mode=engine.compile, dynamic=False) if engine.compile else model
+    first_step = True
     for epoch in range(start, hp.epochs):
         lr = hp.lr_at(epoch)
         for g in opt.param_groups:
@@ -303,7 +326,12 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
         sums = torch.zeros(K, 2, device=engine.device, dtype=torch.float64)
         for s in range(0, n, B):
             opt.zero_grad(set_to_none=True)
-            train_step(model, opt, mask_pairs, data, plan, s, s + B, engine, sums)
+            if first_step and step_model is not model:
+                step_model = _first_compiled_step(step_model, model, opt, mask_pairs, data, plan, s, engine, sums,
+                                                  B, log)
+                first_step = False
+                continue
+            train_step(step_model, opt, mask_pairs, data, plan, s, s + B, engine, sums)
         train = (sums / n).float().cpu()
         test = evaluate(model, data.x_test, data.y_test, data, engine).cpu()
         rec = EpochRecord(epoch + 1, lr, train[:, 0].tolist(), train[:, 1].tolist(),

@@ -1,0 +1,99 @@
+"""How far LMC measured on training-image subsets is from LMC on the whole training set.
+
+Reads the retrained copies of every finished cell of a study (the workflow's own outputs),
+measures each cell's landscape metrics with the whole training set (bn_samples =
+error_samples = 0, the paper's code) and with each subset setting, and prints, per setting:
+the largest and mean |ΔLMC| over pairs, the number of cells whose mean LMC falls on the other
+side of lmc_epsilon, and the time per cell. Per-pair values go to --csv.
+
+    python benchmarks/lmc_subset_agreement.py --configfile my_study.yaml --workdir . \
+        --settings 1000:1000,2000:2000,0:2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from threeregime.checkpoints import load_torch  # noqa: E402
+from threeregime.landscape import LandscapeSpec, landscape_metrics  # noqa: E402
+from threeregime.models import ModelSpec  # noqa: E402
+from threeregime.pipeline import device_data  # noqa: E402
+from threeregime.study import data_spec  # noqa: E402
+from threeregime.training import Engine  # noqa: E402
+
+
+def parse_settings(text: str) -> list[tuple[int, int]]:
+    """'1000:2000,0:5000' -> [(bn_samples, error_samples), ...]."""
+    return [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configfile", required=True, help="the study's config (data, study, landscape, regimes)")
+    ap.add_argument("--workdir", default=".", help="the folder holding results/")
+    ap.add_argument("--settings", default="1000:1000,2000:2000", help="bn_samples:error_samples,...")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--csv", default="", help="write per-pair values here")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    with open(a.configfile) as f:
+        cfg = yaml.safe_load(f)
+    land = cfg.get("landscape", {})
+    eps = cfg.get("regimes", {}).get("lmc_epsilon", -0.05)
+    engine = Engine.auto(a.device)
+    _, data = device_data(data_spec(cfg["data"]), engine, augment=False)
+    cells = sorted(os.path.dirname(p) for p in glob.glob(
+        os.path.join(a.workdir, "results", cfg["study"], "cells", "**", "landscape.json"), recursive=True))
+    if not cells:
+        sys.exit(f"no finished cells (landscape.json) under {a.workdir}/results/{cfg['study']}/cells")
+    print(f"{len(cells)} cells, {data.n_train} training images, {engine.describe()}")
+    settings = [(0, 0)] + parse_settings(a.settings)
+    rows, seconds = [], {s: [] for s in settings}
+    for cell in cells:
+        states, spec = {}, None
+        for p in sorted(glob.glob(os.path.join(cell, "retrain*.pt"))):
+            ck = load_torch(p)
+            states[int(os.path.basename(p)[len("retrain"):-3])] = ck["state_dict"]
+            spec = ModelSpec(**ck["spec"])
+        for bn, err in settings:
+            what = LandscapeSpec(points=land.get("points", 11), bn_samples=bn, error_samples=err,
+                                 cka_samples=land.get("cka_samples", 6400))
+            t0 = time.perf_counter()
+            res = landscape_metrics(spec, states, data, engine, what)
+            seconds[(bn, err)].append(time.perf_counter() - t0)
+            for pr in res["pairs"]:
+                rows.append({"cell": os.path.relpath(cell, a.workdir), "bn": res["samples"]["bn"],
+                             "error": res["samples"]["error"], "setting": f"{bn}:{err}",
+                             "pair": f"{pr['seed_a']}-{pr['seed_b']}", "lmc": pr["lmc"]})
+        name = os.path.relpath(cell, a.workdir)
+        mine = pd.DataFrame([r for r in rows if r["cell"] == name]).groupby("setting", sort=False).lmc.mean()
+        print(f"{name}: mean LMC " + ", ".join(f"{k} {v:+.4f}" for k, v in mine.items()))
+    df = pd.DataFrame(rows)
+    ref = df[df.setting == "0:0"].set_index(["cell", "pair"]).lmc
+    print(f"\nwhole set: {data.n_train} images; lmc_epsilon {eps}; {len(ref)} pairs in {len(cells)} cells")
+    print(f"{'bn:error':>12} {'max|dLMC|':>10} {'mean|dLMC|':>11} {'cells flipped':>14} {'s/cell':>8}")
+    for bn, err in settings:
+        cur = df[df.setting == f"{bn}:{err}"].set_index(["cell", "pair"]).lmc
+        d = (cur - ref).abs()
+        cell_ref, cell_cur = ref.groupby("cell").mean(), cur.groupby("cell").mean()
+        flipped = int(((cell_ref < eps) != (cell_cur < eps)).sum())
+        print(f"{bn or 'all'!s:>5}:{err or 'all'!s:<6} {d.max():10.4f} {d.mean():11.4f} "
+              f"{flipped:>8} of {len(cell_ref):<3} {np.mean(seconds[(bn, err)]):8.1f}")
+    if a.csv:
+        df.to_csv(a.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()
