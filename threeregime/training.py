@@ -184,12 +184,14 @@ def reestimate_bn(model: PreResNet, x_u8: torch.Tensor, data: DeviceData, engine
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     acc = {}
 
-    def hook(mod, inputs):
-        x = inputs[0].float()
-        var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+    def hook(mod, inputs, output):
+        # With momentum 1 the running statistics after a train-mode forward are exactly this
+        # batch's mean and unbiased variance: read them instead of reducing the input again.
+        x = inputs[0]
         nb = x.numel() // x.shape[1]
+        mean = mod.running_mean.double()
+        var = mod.running_var.double() * ((nb - 1) / nb)  # biased, for the merge
         n, m, m2 = acc.get(mod, (0, 0.0, 0.0))
-        mean, var = mean.double(), var.double()
         if n == 0:
             acc[mod] = (nb, mean, var * nb)
         else:
@@ -198,10 +200,10 @@ def reestimate_bn(model: PreResNet, x_u8: torch.Tensor, data: DeviceData, engine
             acc[mod] = (tot, m + delta * nb / tot, m2 + var * nb + delta ** 2 * n * nb / tot)
 
     saved = [(m, m.momentum) for m in bns]
-    handles = [m.register_forward_pre_hook(hook) for m in bns]
+    handles = [m.register_forward_hook(hook) for m in bns]
     try:
         for m in bns:
-            m.momentum = 0.0  # leave running stats alone during the pass; set exactly below
+            m.momentum = 1.0
         model.train()
         for s in range(0, x_u8.shape[0], engine.eval_batch_size):
             with engine.autocast():
