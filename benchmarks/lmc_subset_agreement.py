@@ -2,7 +2,8 @@
 
 Reads the retrained copies of every finished cell of a study (the workflow's own outputs),
 measures each cell's landscape metrics with the whole training set (bn_samples =
-error_samples = 0, the paper's code) and with each subset setting, and prints, per setting:
+error_samples = 0, the paper's code; taken from the cell's landscape.json when the workflow
+measured it that way) and with each subset setting, and prints, per setting:
 the largest and mean |ΔLMC| over pairs, the number of cells whose mean LMC falls on the other
 side of lmc_epsilon, and the time per cell. Per-pair values go to --csv.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 import time
@@ -67,7 +69,17 @@ def main(argv=None):
             ck = load_torch(p)
             states[int(os.path.basename(p)[len("retrain"):-3])] = ck["state_dict"]
             spec = ModelSpec(**ck["spec"])
+        with open(os.path.join(cell, "landscape.json")) as f:
+            stored = json.load(f)
         for bn, err in settings:
+            if (bn, err) == (0, 0) and stored.get("samples", {}).get("bn") == stored.get("samples", {}).get(
+                    "error") == data.n_train:
+                # the workflow already measured this cell on the whole set: use its values
+                for pr in stored["pairs"]:
+                    rows.append({"cell": os.path.relpath(cell, a.workdir), "bn": data.n_train,
+                                 "error": data.n_train, "setting": "0:0",
+                                 "pair": f"{pr['seed_a']}-{pr['seed_b']}", "lmc": pr["lmc"]})
+                continue
             what = LandscapeSpec(points=land.get("points", 11), bn_samples=bn, error_samples=err,
                                  cka_samples=land.get("cka_samples", 6400))
             t0 = time.perf_counter()
@@ -90,7 +102,7 @@ def main(argv=None):
         cell_ref, cell_cur = ref.groupby("cell").mean(), cur.groupby("cell").mean()
         flipped = int(((cell_ref < eps) != (cell_cur < eps)).sum())
         print(f"{bn or 'all'!s:>5}:{err or 'all'!s:<6} {d.max():10.4f} {d.mean():11.4f} "
-              f"{flipped:>8} of {len(cell_ref):<3} {np.mean(seconds[(bn, err)]):8.1f}")
+              f"{flipped:>8} of {len(cell_ref):<3} {np.mean(seconds[(bn, err)] or [np.nan]):8.1f}")
     if a.csv:
         df.to_csv(a.csv, index=False)
 
