@@ -7,6 +7,7 @@ import torch
 from threeregime.checkpoints import load_torch
 from threeregime.data import DataSpec
 from threeregime.models import ModelSpec, PreResNet
+from threeregime.landscape import LandscapeSpec
 from threeregime.pipeline import measure_cell, prune_checkpoint, retrain_cell
 from threeregime.checkpoints import save_torch
 from threeregime.tables import build_tables
@@ -45,7 +46,8 @@ def test_divergence_recorded_makes_the_cell_missing(pruned):
     _retrain(pruned, "record")
     assert load_torch(str(pruned / "r1.pt"))["diverged"]
     res = measure_cell({1: str(pruned / "r1.pt"), 2: str(pruned / "r2.pt")}, str(pruned / "land.json"), DIGITS,
-                       Engine(), 3, 100, {"kind": "landscape"}, {"kind": "retrained"}, log=QUIET)
+                       Engine(), LandscapeSpec(points=3, cka_samples=100), {"kind": "landscape"},
+                       {"kind": "retrained"}, log=QUIET)
     assert res["diverged"] and math.isnan(json.loads((pruned / "land.json").read_text())["pairs"][0]["lmc"])
     cell = {"model": "m", "trainer": "t", "method": "uniform", "temperature": 10, "density": 0.5, "dense_seed": 1,
             "log": str(pruned / "log.csv"), "landscape": str(pruned / "land.json")}
