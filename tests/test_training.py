@@ -128,6 +128,15 @@ def test_copies_per_pass_chosen_per_device_and_size():
     assert Engine(copies_per_pass=2).copies_for(cifar, (32, 32), 3) == 2  # config override
 
 
+def test_landscape_networks_per_pass_fit_gpu_memory():
+    gpu = Engine(torch.device("cuda"), bf16=True, eval_batch_size=2000)
+    assert gpu.nets_per_eval_pass(ModelSpec(depth=20), (32, 32), 30) == 30   # a whole cell
+    assert gpu.nets_per_eval_pass(ModelSpec(depth=20, width=4), (32, 32), 30) == 8
+    assert gpu.nets_per_eval_pass(ModelSpec(depth=20, width=64), (32, 32), 30) == 1
+    assert Engine().nets_per_eval_pass(ModelSpec(depth=20), (32, 32), 30) == 1  # CPU, full width
+    assert Engine().nets_per_eval_pass(ModelSpec(depth=8, in_channels=1), (8, 8), 30) == 30
+
+
 def test_compiled_training_matches_eager(cifar_small):
     """engine.compile: the same training to float tolerance, checkpoints under the same names."""
     spec, data, init = _setup(cifar_small, 160)  # 2 full steps and a last batch of 32: two graphs

@@ -100,8 +100,8 @@ def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData
     """LMC and CKA for every pair of retrained copies of one cell.
 
     The interpolated networks of all pairs (the shared endpoints once) are evaluated as
-    grouped networks of `chunk` copies (0: as many as engine.copies_for fuses on this
-    device): BatchNorm re-estimation and the training error of many θ(t) cost one pass each
+    grouped networks of `chunk` copies (0: as many as engine.nets_per_eval_pass allows on
+    this device): BatchNorm re-estimation and the training error of many θ(t) cost one pass each
     over their subsets of the training set.
     """
     points = what.points
@@ -123,7 +123,7 @@ def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData
     err_x, err_y = data.x_train[err_idx], data.y_train[err_idx]
     train_err = np.empty(len(nets))
     train_loss = np.empty(len(nets))
-    step = chunk or engine.copies_for(spec, tuple(data.x_train.shape[1:3]), len(nets))
+    step = chunk or engine.nets_per_eval_pass(spec, tuple(data.x_train.shape[1:3]), len(nets))
     for lo in range(0, len(nets), step):
         model = build_model(spec, nets[lo:lo + step], engine)
         reestimate_bn(model, bn_x, data, engine)
