@@ -336,7 +336,7 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
     # checkpoints keep their keys. Static shapes: the full batches and the epoch's last
     # (smaller) batch are compiled once each.
     step_model = torch.compile(model, mode=engine.compile, dynamic=False) if engine.compile else model
-    first_step = True
+    compile_pending = bool(engine.compile)
     for epoch in range(start, hp.epochs):
         lr = hp.lr_at(epoch)
         for g in opt.param_groups:
@@ -347,10 +347,10 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
         sums = torch.zeros(K, 2, device=engine.device, dtype=torch.float64)
         for s in range(0, n, B):
             opt.zero_grad(set_to_none=True)
-            if first_step and step_model is not model:
+            if compile_pending:
                 step_model = _first_compiled_step(step_model, model, opt, mask_pairs, data, plan, s, engine, sums,
                                                   B, log)
-                first_step = False
+                compile_pending = False
                 continue
             train_step(step_model, opt, mask_pairs, data, plan, s, s + B, engine, sums)
         train = (sums / n).float().cpu()
