@@ -95,6 +95,15 @@ def training_subset(n_train: int, size: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n_train, generator=g)[:size].sort().values
 
 
+def _training_images(data: DeviceData, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of training_subset(size), without a copy when that is all of them."""
+    idx = training_subset(data.n_train, size)
+    if len(idx) == data.n_train:
+        return data.x_train, data.y_train
+    idx = idx.to(data.device)
+    return data.x_train[idx], data.y_train[idx]
+
+
 def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData, engine: Engine,
                       what: LandscapeSpec = LandscapeSpec(), chunk: int = 0) -> dict:
     """LMC and CKA for every pair of retrained copies of one cell.
@@ -118,9 +127,8 @@ def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData
             index[(a, b, float(t))] = len(nets)
             nets.append(interpolate(states[a], states[b], float(t)))
 
-    bn_x = data.x_train[training_subset(data.n_train, what.bn_samples).to(data.device)]
-    err_idx = training_subset(data.n_train, what.error_samples).to(data.device)
-    err_x, err_y = data.x_train[err_idx], data.y_train[err_idx]
+    bn_x, _ = _training_images(data, what.bn_samples)
+    err_x, err_y = _training_images(data, what.error_samples)
     train_err = np.empty(len(nets))
     train_loss = np.empty(len(nets))
     step = chunk or engine.nets_per_eval_pass(spec, tuple(data.x_train.shape[1:3]), len(nets))
@@ -132,13 +140,13 @@ def landscape_metrics(spec: ModelSpec, states: dict[int, dict], data: DeviceData
         del model
 
     # CKA on the copies as retrained (their own BatchNorm statistics), no augmentation.
-    idx = training_subset(data.n_train, what.cka_samples).to(data.device)
+    cka_x, _ = _training_images(data, what.cka_samples)
     model = build_model(spec, [states[s] for s in seeds], engine)
-    logits = outputs(model, data.x_train[idx], data, engine).cpu()
+    logits = outputs(model, cka_x, data, engine).cpu()
     probs = torch.softmax(logits.double(), -1)
 
     result = {"ts": ts.tolist(), "samples": {"bn": int(bn_x.shape[0]), "error": int(err_x.shape[0]),
-                                             "cka": int(idx.shape[0])}, "pairs": []}
+                                             "cka": int(cka_x.shape[0])}, "pairs": []}
     for a, b in pairs:
         def at(t):
             if t == 0.0:
