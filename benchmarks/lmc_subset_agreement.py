@@ -39,6 +39,29 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item]
 
 
+def cross_pairs(cells, settings, data, engine, land) -> None:
+    """LMC of copies from different temperatures: different dense starts, so a barrier."""
+    by_density = {}
+    for cell in cells:  # .../density<d>/epoch<e>/seed<s>
+        seed_dir = os.path.basename(cell)
+        epoch = int(os.path.basename(os.path.dirname(cell))[len("epoch"):])
+        density_dir = os.path.dirname(os.path.dirname(cell))
+        by_density.setdefault((density_dir, seed_dir), []).append((epoch, cell))
+    for (density_dir, _), found in sorted(by_density.items()):
+        (lo, a), (hi, b) = min(found), max(found)
+        if lo == hi:
+            continue
+        ca, cb = (load_torch(os.path.join(c, "retrain1.pt")) for c in (a, b))
+        states = {1: ca["state_dict"], 2: cb["state_dict"]}
+        out = []
+        for bn, err in settings:
+            what = LandscapeSpec(points=land.get("points", 11), bn_samples=bn, error_samples=err,
+                                 cka_samples=land.get("cka_samples", 6400))
+            res = landscape_metrics(ModelSpec(**ca["spec"]), states, data, engine, what)
+            out.append(f"{bn or 'all'}:{err or 'all'} {res['pairs'][0]['lmc']:+.4f}")
+        print(f"{os.path.basename(density_dir)}: epoch {lo} x epoch {hi} copies, LMC " + ", ".join(out), flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", required=True, help="the study's config (data, study, landscape, regimes)")
@@ -47,6 +70,9 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--csv", default="", help="write per-pair values here")
+    ap.add_argument("--cross", action="store_true",
+                    help="instead: pairs with real barriers, retrain copy 1 of the lowest- and the "
+                         "highest-temperature cell at each density (same dense seed)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -62,6 +88,8 @@ def main(argv=None):
         sys.exit(f"no finished cells (landscape.json) under {a.workdir}/results/{cfg['study']}/cells")
     print(f"{len(cells)} cells, {data.n_train} training images, {engine.describe()}")
     settings = [(0, 0)] + parse_settings(a.settings)
+    if a.cross:
+        return cross_pairs(cells, settings, data, engine, land)
     rows, seconds = [], {s: [] for s in settings}
     for cell in cells:
         states, spec = {}, None

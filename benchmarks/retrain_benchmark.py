@@ -16,7 +16,8 @@ Optional variants (--extra): `graphed` (the fused step loop captured in one CUDA
 copy of train_copies' loop in this file), `compile` (torch.compile of the grouped model),
 `scan` (fused with more copies, --scan-copies), `lmcvar` (landscape variants: the whole
 training set as in the paper's code, bigger eval batches), `profile` (torch.profiler of the fused loop),
-`digits` (fused vs sequential at the digits demo scale), `cpucl` (channels_last on CPU).
+`digits` (fused vs sequential at the digits demo scale), `nchw` (ours in the contiguous
+layout instead of channels_last), `evalbatch` (forward-only throughput by eval batch size).
 
 Every training variant starts from the same PreResNet state pruned to --density with
 uniform magnitude pruning. Each run's first epoch is warm-up (cudnn autotune, compilation,
@@ -371,7 +372,7 @@ def main(argv=None):
     p.add_argument("--copies", type=int, default=3, help="retrain seeds per cell")
     p.add_argument("--density", type=float, default=0.05)
     p.add_argument("--skip", default="", help="comma list of upstream,fused,sequential,lmc to skip")
-    p.add_argument("--extra", default="", help="comma list of graphed,compile,scan,lmcvar,profile,digits,cpucl")
+    p.add_argument("--extra", default="", help="comma list of graphed,compile,scan,lmcvar,profile,digits,nchw,evalbatch")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for --extra compile")
     p.add_argument("--scan-copies", default="9,27", help="copies fused per pass for --extra scan")
     p.add_argument("--lmc-samples", default=f"{LandscapeSpec.bn_samples}:{LandscapeSpec.error_samples}",
@@ -447,13 +448,32 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 - report and go on
             log(f"graphed variant failed: {type(e).__name__}: {e}")
 
-    if "cpucl" in extra and dev.type == "cpu":
-        log("\n== ours on CPU with channels_last (Engine.auto uses it on CUDA only)")
-        eng = Engine(dev, False, True, engine.eval_batch_size, 0)
-        f, q, fw, qw = fused_vs_sequential(spec, state, masks, seeds, data, hp, eng, "channels_last")
-        R["cl_fused"], R["cl_seq"] = f / scale, q / scale
-        rate_line(f"ours fused channels_last", R["cl_fused"], fw)
-        rate_line(f"ours sequential channels_last", R["cl_seq"], qw)
+    if "nchw" in extra:
+        log("\n== ours in the contiguous (NCHW) layout (Engine.auto uses channels_last)")
+        eng = replace(engine, channels_last=False)
+        f, q, fw, qw = fused_vs_sequential(spec, state, masks, seeds, data, hp, eng, "nchw")
+        R["nchw_fused"], R["nchw_seq"] = f / scale, q / scale
+        rate_line(f"ours fused NCHW", R["nchw_fused"], fw)
+        rate_line(f"ours sequential NCHW", R["nchw_seq"], qw)
+
+    if "evalbatch" in extra:
+        log("\n== forward-only throughput (images/s) by eval batch: BN re-estimation / evaluation")
+        edata = DeviceData(full, dev)  # the whole set: --steps truncates `data`
+        x, y = edata.x_train[:2000], edata.y_train[:2000]
+        for bs in (100, 250, 500, 1000, 2000):
+            eng = replace(engine, eval_batch_size=bs)
+            m = build_model(spec, [state], eng)
+            training.evaluate(m, x[:bs], y[:bs], edata, eng)  # warm-up
+            sync(dev)
+            t0 = time.perf_counter()
+            training.reestimate_bn(m, x, edata, eng)
+            sync(dev)
+            t1 = time.perf_counter()
+            training.evaluate(m, x, y, edata, eng)
+            sync(dev)
+            t2 = time.perf_counter()
+            log(f"RESULT eval batch {bs:5d}: BN re-estimation {len(y) / (t1 - t0):7.0f} img/s, "
+                f"evaluation {len(y) / (t2 - t1):7.0f} img/s")
 
     if "compile" in extra:
         log(f"\n== ours fused + torch.compile(mode={a.compile_mode!r})")
@@ -542,7 +562,8 @@ def main(argv=None):
         f"{a.density}")
     rows = [("upstream (DataLoader, 1 model)", "upstream"), (f"ours fused K={a.copies}", "fused"),
             (f"ours sequential K=1 x{a.copies}", "sequential"),
-            (f"ours fused K={a.copies}, channels_last", "cl_fused"), ("ours sequential, channels_last", "cl_seq"), ("ours fused + CUDA graph", "graphed"),
+            (f"ours fused K={a.copies}, NCHW", "nchw_fused"), ("ours sequential, NCHW", "nchw_seq"),
+            ("ours fused + CUDA graph", "graphed"),
             ("ours K=1 + CUDA graph", "graphed1"), (f"ours fused + compile", "compile")]
     rows += [(f"ours fused K={k}", f"fused{k}") for k in a.scan_copies.split(",") if k]
     rows += [(f"digits fused K={a.copies}", "digits_fused"), ("digits sequential", "digits_seq")]
@@ -555,9 +576,10 @@ def main(argv=None):
             log(f"{name:<34s} {v:10.3f} {1 / v:10.2f} {vs}")
     if "fused" in R and "sequential" in R:
         log(f"fused / sequential: {R['fused'] / R['sequential']:.2f}x")
-    if "cl_fused" in R:
-        log(f"channels_last fused / sequential: {R['cl_fused'] / R['cl_seq']:.2f}x; "
-            f"channels_last fused / default sequential: {R['cl_fused'] / R.get('sequential', float('nan')):.2f}x")
+    if "nchw_fused" in R:
+        log(f"NCHW fused / sequential: {R['nchw_fused'] / R['nchw_seq']:.2f}x; channels_last / NCHW: "
+            f"{R.get('fused', float('nan')) / R['nchw_fused']:.2f}x fused, "
+            f"{R.get('sequential', float('nan')) / R['nchw_seq']:.2f}x sequential")
     if "digits_fused" in R:
         log(f"digits fused / sequential: {R['digits_fused'] / R['digits_seq']:.2f}x")
     if lmc_pair is not None:
