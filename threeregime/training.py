@@ -82,7 +82,7 @@ class Engine:
         mode = "default" if compile is True else (compile or "")
         if not eval_batch_size:
             # Forward-only passes (evaluation, BN re-estimation, LMC): on 2 CPU cores PreResNet-20
-            # ran 1.3-1.6x faster at batch 100-500 than at 1000 (large activations thrash the
+            # ran 1.1-1.9x faster at batch 100-500 than at 1000 (large activations thrash the
             # allocator); a GPU wants large batches.
             eval_batch_size = 2000 if dev.type == "cuda" else 256
         return Engine(dev, bf16, True, eval_batch_size, copies_per_pass, mode)
