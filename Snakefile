@@ -1,6 +1,6 @@
 # threeregime: dense training -> pruning -> paired retraining -> LMC/CKA -> tables -> figures.
 # Usage: snakemake --cores all results/figure2.pdf   (see README.md)
-# Defaults: the paper's reference study; presets and --configfile/--config override parts of it.
+# config.yaml holds the paper's reference studies; presets and --configfile override parts of it.
 import os
 
 
@@ -17,6 +17,7 @@ include: "rules/figures.smk"
 
 
 rule all:
+    """The phase diagrams of the studies in `default_studies`."""
     default_target: True
     input:
-        "results/figure2.pdf",
+        lambda wc: [f"results/studies/{study(s).name}/phase.pdf" for s in config.get("default_studies", [])],

@@ -5,68 +5,79 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 from threeregime.data import DataError  # noqa: E402
 from threeregime.study import (  # noqa: E402
+    AXES,
+    approx_epochs,
     ConfigError,
-    Paths,
-    check_config,
-    check_data_config,
-    checkpoint_epochs,
-    fmt,
-    model_key,
-    trainer_key,
+    Index,
+    check_data_sets,
+    landscape_key,
+    parse_prune_key,
+    studies,
+    study_dir,
+    usable_study,
 )
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
-    check_config(config)
+    STUDIES, BROKEN = studies(config)
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}")
+if BROKEN:
+    # Not an error until one of their targets is asked for (see threeregime.study.studies).
+    print(f"note: {len(BROKEN)} studies cannot run with this config and are skipped unless asked for: "
+          f"{', '.join(sorted(BROKEN))}", file=sys.stderr)
+
+INDEX = Index.of(STUDIES)
+FIGURES = config.get("figures", {})
+ENV = "../envs/threeregime.yaml"  # relative to the rule files
+ENGINE = config["engine"]
+LOGS = "results/logs"
+
+# Path pieces (see threeregime/study.py): runs and retrainings are "<readable>-<8 hex>".
+RUN = "results/dense/{run}/seed{dseed}"
+CELL = "results/cells/{run}/seed{dseed}/{ckpt}/{prune}"
+COPIES = CELL + "/{retrain}"
+
+
+wildcard_constraints:
+    run=r"[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+    retrain=r"[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+    dseed=r"\d+",
+    ckpt=r"epoch\d+|final",
+    prune=r"[a-z]+_d[0-9.e-]+",
+    land=r"p\d+_bn\d+_err\d+_cka\d+",
+    study=r"[A-Za-z][A-Za-z0-9_-]*",
+    figure=r"[A-Za-z][A-Za-z0-9_-]*",
 
 
 onstart:
-    # Needs the data set, so it runs when the workflow starts (before any job), not on -n.
+    # Needs the data sets, so it runs when the workflow starts (before any job), not on -n:
+    # only the data sets of jobs this run will execute are checked.
+    jobs = [j.wildcards for j in workflow.dag.needrun_jobs()]
+    runs = sorted({wc["run"] for wc in jobs if "run" in wc.keys()})
+    batches = {}
+    for wc in jobs:
+        if "run" in wc.keys():
+            run = INDEX.run(wc["run"])
+            batches[f"train.batch_size of {wc['run']}"] = (run.data.name, run.train.batch_size)
+            if "retrain" in wc.keys():
+                bs = INDEX.retrain(wc["retrain"]).train.batch_size
+                batches[f"retrain.batch_size of {wc['retrain']}"] = (run.data.name, bs)
     try:
-        check_data_config(config)
+        check_data_sets([INDEX.data_of(r) for r in runs], batches)
     except (ConfigError, DataError) as e:
         raise WorkflowError(f"config error: {e}")
 
 
-STUDY = config["study"]
-PATHS = Paths(f"results/{STUDY}")
-MODEL = model_key(config["model"])
-TRAINER = trainer_key(config["train"])
-METHOD = config["prune"]["method"]
-GRID = config["grid"]
-RETRAIN_SEEDS = sorted(GRID["retrain_seeds"])
-
-# The cell folder pattern: results/<study>/cells/<model>/<trainer>/<method>/density<d>/epoch<e>/seed<s>
-CELL = PATHS.cell("{model}", "{trainer}", "{method}", "{density}", "{epoch}", "{dseed}")
-
-
-wildcard_constraints:
-    model=r"[a-z]+\d+_w[0-9.]+",
-    trainer=r"[a-z]+_bs\d+",
-    method=r"uniform|global",
-    density=r"[0-9.]+",
-    epoch=r"\d+",
-    dseed=r"\d+",
-
-
-def grid_cells():
-    """Every (temperature, load, dense seed) cell of the configured grid."""
-    return [
-        dict(model=MODEL, trainer=TRAINER, method=METHOD, density=fmt(d), epoch=e, dseed=s)
-        for e in GRID["epochs"]
-        for d in GRID["densities"]
-        for s in GRID["dense_seeds"]
-    ]
-
-
 def runtime_minutes(epochs):
     """Cluster runtime request (minutes) for a job of `epochs` training epochs."""
-    return max(10, int(60 * epochs * config["engine"]["hours_per_epoch"]) + 10)
+    return max(10, int(60 * epochs * ENGINE["hours_per_epoch"]) + 10)
 
 
-ENV = "../envs/threeregime.yaml"  # relative to the rule files
-ENGINE = config["engine"]
-LOGS = f"{PATHS.root}/logs"
+def study(name):
+    """The study a target names, or a config error (before any job runs) saying why not."""
+    try:
+        return usable_study(STUDIES, BROKEN, name)
+    except ConfigError as e:
+        raise WorkflowError(f"config error: {e}")

@@ -1,21 +1,23 @@
+def previous_checkpoint(wc):
+    """A dense run is a chain of jobs, one per saved checkpoint, each continuing the last."""
+    prev = INDEX.run(wc.run).previous(wc.ckpt)
+    return [] if prev is None else [f"results/dense/{wc.run}/seed{wc.dseed}/{prev}.pt"]
+
+
 rule train_dense:
-    """One full-schedule dense run per seed; each saved checkpoint is a temperature."""
+    """One segment of a dense run: from the previous checkpoint (or the seed's init) to this one."""
+    input:
+        previous_checkpoint,
     output:
-        [
-            PATHS.dense("{model}", "{trainer}", "{dseed}", e)
-            for e in checkpoint_epochs(config["train"])
-        ],
+        f"{RUN}/{{ckpt}}.pt",
     params:
-        data=config["data"],
-        model=config["model"],
-        train=config["train"],
-        partial=lambda wc: PATHS.dense_partial(wc.model, wc.trainer, wc.dseed),
+        run=lambda wc: INDEX.run(wc.run).as_dict(),
     resources:
-        runtime=runtime_minutes(config["train"]["epochs"]),
+        runtime=lambda wc: runtime_minutes(INDEX.run(wc.run).segment_epochs(wc.ckpt)),
     threads: ENGINE["dense_threads"]
     conda:
         ENV
     log:
-        f"{LOGS}/train_dense/{{model}}/{{trainer}}/seed{{dseed}}.log",
+        f"{LOGS}/train_dense/{{run}}/seed{{dseed}}/{{ckpt}}.log",
     script:
         "../workflow_scripts/train_dense.py"

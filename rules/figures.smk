@@ -1,34 +1,44 @@
-rule figure2:
-    """The paper's Figure 2 for this study: test error, normalized test error, LMC, CKA."""
+rule phase_diagram:
+    """A study's phase diagram (the four panels of Figure 2 on its own axes)."""
     input:
-        PATHS.cells_summary(),
+        "results/studies/{study}/cells.parquet",
     output:
-        pdf=PATHS.figure("pdf"),
-        png=PATHS.figure("png"),
+        pdf="results/studies/{study}/phase.pdf",
+        png="results/studies/{study}/phase.png",
     params:
-        regimes=config["regimes"],
-        study=STUDY,
+        regimes=lambda wc: study(wc.study).regimes,
     conda:
         ENV
     log:
-        f"{LOGS}/figure2.log",
+        f"{LOGS}/phase_diagram/{{study}}.log",
     script:
-        "../workflow_scripts/figure2.py"
+        "../workflow_scripts/phase_diagram.py"
 
 
-rule figure2_default:
-    """results/figure2.pdf: the figure of the configured study."""
+def figure_inputs(wc):
+    if wc.figure not in FIGURES:
+        raise WorkflowError(f"no figure named {wc.figure!r} in config `figures`; figures: {sorted(FIGURES)}")
+    spec = FIGURES[wc.figure]
+    for name in [spec["study"]] if "study" in spec else spec["compare"]:
+        study(name)  # refuses a study that cannot run, naming why
+    if "study" in spec:
+        return {"pdf": f"results/studies/{spec['study']}/phase.pdf", "png": f"results/studies/{spec['study']}/phase.png"}
+    return {f"cells{i}": f"results/studies/{s}/cells.parquet" for i, s in enumerate(spec["compare"])}
+
+
+rule paper_figure:
+    """results/<figure>.pdf: a paper figure named in config `figures` (a study's phase diagram,
+    or lines comparing studies such as Figure 13)."""
     input:
-        pdf=PATHS.figure("pdf"),
-        png=PATHS.figure("png"),
+        unpack(figure_inputs),
     output:
-        pdf="results/figure2.pdf",
-        png="results/figure2.png",
+        pdf="results/{figure}.pdf",
+        png="results/{figure}.png",
     params:
-        study=STUDY,
+        spec=lambda wc: FIGURES[wc.figure],
     conda:
         ENV
     log:
-        "results/logs/figure2_default.log",
+        f"{LOGS}/paper_figure/{{figure}}.log",
     script:
-        "../workflow_scripts/publish.py"
+        "../workflow_scripts/paper_figure.py"

@@ -1,19 +1,17 @@
 rule landscape_metrics:
     """LMC and CKA of every pair of a cell's retrained copies."""
     input:
-        [f"{CELL}/retrain{r}.pt" for r in RETRAIN_SEEDS],
+        f"{COPIES}/retrained.pt",
     output:
-        f"{CELL}/landscape.json",
+        f"{COPIES}/landscape_{{land}}.json",
     params:
-        data=config["data"],
-        landscape=config["landscape"],
-        seeds=RETRAIN_SEEDS,
+        landscape=lambda wc: INDEX.landscape(wc.land).__dict__,
     resources:
-        runtime=runtime_minutes(2 * len(RETRAIN_SEEDS)),
+        runtime=lambda wc: runtime_minutes(2 * len(INDEX.retrain(wc.retrain).seeds)),
     threads: ENGINE["threads"]
     conda:
         ENV
     log:
-        f"{LOGS}/landscape/{{model}}/{{trainer}}/{{method}}/density{{density}}/epoch{{epoch}}/seed{{dseed}}.log",
+        f"{LOGS}/landscape/{{run}}/seed{{dseed}}/{{ckpt}}/{{prune}}/{{retrain}}/{{land}}.log",
     script:
         "../workflow_scripts/landscape_metrics.py"

@@ -1,12 +1,12 @@
 rule prune:
     """Magnitude-prune the convolution weights of one dense checkpoint to one density."""
     input:
-        PATHS.dense("{model}", "{trainer}", "{dseed}", "{epoch}"),
+        f"{RUN}/{{ckpt}}.pt",
     output:
         f"{CELL}/pruned.pt",
     conda:
         ENV
     log:
-        f"{LOGS}/prune/{{model}}/{{trainer}}/{{method}}/density{{density}}/epoch{{epoch}}/seed{{dseed}}.log",
+        f"{LOGS}/prune/{{run}}/seed{{dseed}}/{{ckpt}}/{{prune}}.log",
     script:
         "../workflow_scripts/prune.py"

@@ -3,18 +3,18 @@ rule retrain_cell:
     input:
         f"{CELL}/pruned.pt",
     output:
-        checkpoints=[f"{CELL}/retrain{r}.pt" for r in RETRAIN_SEEDS],
-        log=f"{CELL}/retrain_log.csv",
+        copies=f"{COPIES}/retrained.pt",
+        log=f"{COPIES}/retrain_log.csv",
     params:
-        data=config["data"],
-        retrain=config["retrain"],
-        seeds=RETRAIN_SEEDS,
+        retrain=lambda wc: INDEX.retrain(wc.retrain).as_dict(),
     resources:
-        runtime=runtime_minutes(config["retrain"]["epochs"] * len(RETRAIN_SEEDS)),
+        runtime=lambda wc: runtime_minutes(
+            approx_epochs(INDEX.retrain(wc.retrain).train) * len(INDEX.retrain(wc.retrain).seeds)
+        ),
     threads: ENGINE["threads"]
     conda:
         ENV
     log:
-        f"{LOGS}/retrain/{{model}}/{{trainer}}/{{method}}/density{{density}}/epoch{{epoch}}/seed{{dseed}}.log",
+        f"{LOGS}/retrain/{{run}}/seed{{dseed}}/{{ckpt}}/{{prune}}/{{retrain}}.log",
     script:
         "../workflow_scripts/retrain_cell.py"

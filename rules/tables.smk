@@ -1,17 +1,24 @@
-rule results_table:
-    """One row per copy and per pair of every cell, and a per-cell summary with regimes."""
+def study_inputs(kind):
+    def inputs(wc):
+        return [c.landscape_path if kind == "landscape" else f"{c.retrain_dir}/retrain_log.csv"
+                for _, _, c in study(wc.study).cells()]
+    return inputs
+
+
+rule study_table:
+    """One row per copy and per pair of every cell of a study, and a per-cell summary with regimes."""
     input:
-        logs=[f"{CELL}/retrain_log.csv".format(**c) for c in grid_cells()],
-        landscapes=[f"{CELL}/landscape.json".format(**c) for c in grid_cells()],
+        logs=study_inputs("log"),
+        landscapes=study_inputs("landscape"),
     output:
-        table=PATHS.table(),
-        cells=PATHS.cells_summary(),
+        table="results/studies/{study}/table.parquet",
+        cells="results/studies/{study}/cells.parquet",
     params:
-        cells=grid_cells(),
-        regimes=config["regimes"],
+        regimes=lambda wc: study(wc.study).regimes,
+        grid=lambda wc: [(t, l, c.seed) for t, l, c in study(wc.study).cells()],
     conda:
         ENV
     log:
-        f"{LOGS}/results_table.log",
+        f"{LOGS}/study_table/{{study}}.log",
     script:
         "../workflow_scripts/results_table.py"

@@ -30,26 +30,26 @@ def pruned(tmp_path):
 
 
 def _retrain(folder, on_divergence):
-    retrain_cell(str(folder / "pruned.pt"), {1: str(folder / "r1.pt"), 2: str(folder / "r2.pt")},
-                 str(folder / "log.csv"), DIGITS, TrainSpec(epochs=3, lr=1e4, milestones=()), Engine(),
-                 str(folder / ".resume"), {"kind": "retrained"}, {"kind": "pruned"}, log=QUIET,
-                 on_divergence=on_divergence)
+    retrain_cell(str(folder / "pruned.pt"), str(folder / "retrained.pt"), str(folder / "log.csv"), DIGITS,
+                 TrainSpec(epochs=3, lr=1e4, milestones=()), [1, 2], Engine(), str(folder / ".resume"),
+                 {"kind": "retrained"}, {"kind": "pruned"}, log=QUIET, on_divergence=on_divergence)
 
 
 def test_divergence_fails_naming_epoch_and_last_finite_loss(pruned):
     with pytest.raises(DivergedError, match=r"in epoch \d+ \(last finite loss: .*\).*on_divergence: record"):
         _retrain(pruned, "fail")
-    assert not (pruned / "r1.pt").exists()
+    assert not (pruned / "retrained.pt").exists()
 
 
 def test_divergence_recorded_makes_the_cell_missing(pruned):
     _retrain(pruned, "record")
-    assert load_torch(str(pruned / "r1.pt"))["diverged"]
-    res = measure_cell({1: str(pruned / "r1.pt"), 2: str(pruned / "r2.pt")}, str(pruned / "land.json"), DIGITS,
+    assert load_torch(str(pruned / "retrained.pt"))["copies"][1]["diverged"]
+    res = measure_cell(str(pruned / "retrained.pt"), str(pruned / "land.json"), DIGITS,
                        Engine(), LandscapeSpec(points=3, cka_samples=100), {"kind": "landscape"},
                        {"kind": "retrained"}, log=QUIET)
     assert res["diverged"] and math.isnan(json.loads((pruned / "land.json").read_text())["pairs"][0]["lmc"])
-    cell = {"model": "m", "trainer": "t", "method": "uniform", "temperature": 10, "density": 0.5, "dense_seed": 1,
+    cell = {"study": "s", "temperature_axis": "epochs", "temperature": 10.0, "load_axis": "density", "load": 0.5,
+            "dense_seed": 1, "density": 0.5, "run": "r", "ckpt": "epoch10", "prune": "uniform_d0.5", "retrain": "t",
             "log": str(pruned / "log.csv"), "landscape": str(pruned / "land.json")}
     table, summary = build_tables([cell], str(pruned / "t.parquet"), str(pruned / "c.parquet"), -0.05, 0.9)
     assert table[table.kind == "copy"].diverged.all()

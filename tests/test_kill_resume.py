@@ -18,19 +18,26 @@ import sys, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads(1)
 from threeregime.data import DataSpec
-from threeregime.pipeline import prune_checkpoint, retrain_cell, train_dense
+from threeregime.models import ModelSpec
+from threeregime.pipeline import retrain_cell, train_dense
+from threeregime.study import DataIdentity, DenseRun
 from threeregime.training import Engine, TrainSpec
 kind, out = sys.argv[1], sys.argv[2]
 data = DataSpec("digits", "", False, 1, False)
-model = {{"arch": "preresnet", "depth": 8, "width": 0.5}}
 quiet = lambda *a: print(*a, file=sys.stderr)
-if kind == "dense":
-    train_dense(data, model, TrainSpec(epochs=4, milestones=(2,)), 1, {{2: out + "/epoch2.pt", 4: out + "/epoch4.pt"}},
-                out + "/.partial", Engine(), {{"kind": "dense"}}, log=quiet)
+TRAIN = {{
+    "dense": TrainSpec(epochs=4, milestones=(2,)),
+    "sam": TrainSpec(optimizer="sam", rho=0.05, epochs=4, milestones=(2,)),
+    # a fixed-iteration schedule (the batch-size temperature): 4 epochs of 22 steps, the last one cut to 10
+    "batch": TrainSpec(batch_size=64, iterations=76, milestones=(40,)),
+}}
+if kind in TRAIN:
+    run = DenseRun(DataIdentity("digits", 1, False), ModelSpec(depth=8, width=0.5), TRAIN[kind], checkpoint_every=4)
+    ckpt = run.checkpoints()[-1]
+    train_dense(data, run, 1, ckpt, None, out + "/dense.pt", out + "/.partial/resume.pt", Engine(), log=quiet)
 else:
-    retrain_cell(sys.argv[3], {{1: out + "/retrain1.pt", 2: out + "/retrain2.pt"}}, out + "/log.csv", data,
-                 TrainSpec(epochs=4, milestones=(2,)), Engine(), out + "/.resume", {{"kind": "retrained"}},
-                 {{"kind": "pruned"}}, log=quiet)
+    retrain_cell(sys.argv[3], out + "/retrained.pt", out + "/log.csv", data, TrainSpec(epochs=4, milestones=(2,)),
+                 [1, 2], Engine(), out + "/.resume", {{"kind": "retrained"}}, {{"kind": "pruned"}}, log=quiet)
 """
 
 
@@ -60,41 +67,46 @@ def run_job(kind, out, *extra, kill_after=None, state=None):
     return True
 
 
-def outputs_equal(a, b, names):
-    for n in names:
-        x = torch.load(a / n, weights_only=True)
-        y = torch.load(b / n, weights_only=True)
-        for k in x["state_dict"]:
-            assert torch.equal(x["state_dict"][k], y["state_dict"][k]), (n, k)
-        assert x.get("history") == y.get("history"), n
+def outputs_equal(a, b, name):
+    x = torch.load(a / name, weights_only=True)
+    y = torch.load(b / name, weights_only=True)
+    pairs = [(x, y)] if "state_dict" in x else [(x["copies"][s], y["copies"][s]) for s in x["copies"]]
+    for p, q in pairs:
+        for k in p["state_dict"]:
+            assert torch.equal(p["state_dict"][k], q["state_dict"][k]), (name, k)
+        assert p.get("history") == q.get("history"), name
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     ref = tmp_path_factory.mktemp("ref")
-    run_job("dense", ref)
-    prune_checkpoint(str(ref / "epoch4.pt"), str(ref / "pruned.pt"), 0.1, "uniform", {"kind": "dense"},
+    for kind in ("dense", "sam", "batch"):
+        (ref / kind).mkdir()
+        run_job(kind, ref / kind)
+    prune_checkpoint(str(ref / "dense" / "dense.pt"), str(ref / "pruned.pt"), 0.1, "uniform", {"kind": "dense"},
                      {"kind": "pruned"}, log=lambda *a: None)
     run_job("retrain", ref, ref / "pruned.pt")
     return ref
 
 
-@pytest.mark.parametrize("kill_seed", [0, 1, 2])
-def test_killed_jobs_resume_bitwise_equal(reference, tmp_path, kill_seed):
-    ref = reference
+KINDS = [("dense", "dense.pt", ".partial/resume.pt"), ("sam", "dense.pt", ".partial/resume.pt"),
+         ("batch", "dense.pt", ".partial/resume.pt"), ("retrain", "retrained.pt", ".resume/group1-2.pt")]
+
+
+@pytest.mark.parametrize("kill_seed", [0, 1])
+@pytest.mark.parametrize("kind, name, state", KINDS, ids=[k[0] for k in KINDS])
+def test_killed_jobs_resume_bitwise_equal(reference, tmp_path, kill_seed, kind, name, state):
     rng = random.Random(kill_seed)
-    for kind, names, extra, state in (
-        ("dense", ["epoch2.pt", "epoch4.pt"], [], ".partial/resume.pt"),
-        ("retrain", ["retrain1.pt", "retrain2.pt"], [ref / "pruned.pt"], ".resume/group1-2.pt"),
-    ):
-        out = tmp_path / kind
-        out.mkdir()
-        # kill at a random point of epoch 3 (of 4)
-        killed = run_job(kind, out, *extra, kill_after=rng.uniform(0.02, 0.9), state=out / state)
-        assert killed, f"{kind} job finished before it could be killed"
-        log = run_job(kind, out, *extra)
-        assert "resumed from" in log, log[-2000:]
-        outputs_equal(ref, out, names)
-        if kind == "retrain":
-            assert (ref / "log.csv").read_bytes() == (out / "log.csv").read_bytes()
-        assert not (out / ".partial").exists() and not (out / ".resume").exists()
+    ref = reference if kind == "retrain" else reference / kind
+    extra = [reference / "pruned.pt"] if kind == "retrain" else []
+    out = tmp_path / kind
+    out.mkdir()
+    # kill at a random point of epoch 3 (of 4)
+    killed = run_job(kind, out, *extra, kill_after=rng.uniform(0.02, 0.9), state=out / state)
+    assert killed, f"{kind} job finished before it could be killed"
+    log = run_job(kind, out, *extra)
+    assert "resumed from" in log, log[-2000:]
+    outputs_equal(ref, out, name)
+    if kind == "retrain":
+        assert (ref / "log.csv").read_bytes() == (out / "log.csv").read_bytes()
+    assert not (out / ".partial" / "resume.pt").exists() and not (out / ".resume").exists()

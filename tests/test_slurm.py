@@ -23,18 +23,23 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "ci" / "slurm_cluster.sh"
 GPU_RULES = ("train_dense", "retrain_cell", "landscape_metrics")
-CPU_RULES = ("prune", "results_table", "figure2", "figure2_default")
+CPU_RULES = ("prune", "study_table", "phase_diagram", "paper_figure")
 
-# A tiny study: 1 dense seed trained 2 epochs, one temperature x two densities, two
-# retrain seeds -> 1 train_dense, 2 prune (one Slurm job), 2 retrain_cell, 2
-# landscape_metrics (one Slurm job), and the results_table/figure2/figure2_default
-# chain (one Slurm job).
+# A tiny study: 1 dense seed trained 2 epochs (one segment), one temperature x two densities,
+# two retrain seeds -> 1 train_dense, 2 prune (one Slurm job), 2 retrain_cell, 2
+# landscape_metrics (one Slurm job), and the study_table/phase_diagram chain (one Slurm job).
 TINY_OVERRIDE = {
-    "study": "slurmtest",
-    "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1},
-    "retrain": {"epochs": 2, "milestones": [1]},
-    "grid": {"epochs": [2], "densities": [0.1, 0.5], "dense_seeds": [1], "retrain_seeds": [1, 2]},
-    "landscape": {"points": 3, "cka_samples": 300},
+    "default_studies": ["slurmtest"],
+    "studies": {"slurmtest": {
+        "temperature": {"axis": "epochs", "values": [2]},
+        "load": {"axis": "density", "values": [0.1, 0.5]},
+        "data": {"name": "digits", "root": "", "download": False, "crop_padding": 1, "hflip": False},
+        "model": {"depth": 8, "width": 1},
+        "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 2},
+        "retrain": {"epochs": 2, "milestones": [1]},
+        "seeds": {"dense": [1], "retrain": [1, 2]},
+        "landscape": {"points": 3, "cka_samples": 300},
+    }},
     "engine": {"dense_threads": 2},  # the CI node has 2 CPUs; sbatch --cpus-per-task follows threads
 }
 
@@ -133,7 +138,7 @@ def test_workflow_dry_run_with_profile(profile, tmp_path):
     if not (ROOT / "presets" / "demo.yaml").exists():
         pytest.skip("presets/demo.yaml not there yet")
     r = subprocess.run([_snakemake(), "-s", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles" / profile),
-                        "--configfile", str(ROOT / "presets" / "demo.yaml"), "-n", "results/figure2.pdf"],
+                        "-n", "--configfile", str(ROOT / "presets" / "demo.yaml")],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_clean_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
@@ -199,11 +204,10 @@ def test_demo_through_slurm(slurm_cluster, tmp_path):
     cmd = [
         "timeout", "-k", "15", "420",  # the plugin ignores SIGTERM while polling: -k
         _snakemake(), "-s", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles" / "slurm"),
-        "--configfile", str(ROOT / "presets" / "demo.yaml"), "override.yaml",
+        "--configfile", "override.yaml",
         "--retries", "0",                                # fail fast in the test
         "--slurm-init-seconds-before-status-checks", "2",  # poll fast (default 40 s)
         "--slurm-jobname-prefix", prefix,
-        "results/figure2.pdf",
     ]
     t0 = time.monotonic()
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
@@ -214,7 +218,7 @@ def test_demo_through_slurm(slurm_cluster, tmp_path):
         slurm_logs = sorted((tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"))  # kept for failed jobs
         details = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in slurm_logs)
         pytest.fail(f"snakemake rc {r.returncode} after {wall:.0f}s\n{r.stdout[-2000:]}\n{r.stderr[-10000:]}\n{details}")
-    assert (tmp_path / "results" / "figure2.pdf").stat().st_size > 0
+    assert (tmp_path / "results" / "studies" / "slurmtest" / "phase.pdf").stat().st_size > 0
     assert "has been submitted with SLURM jobid" in r.stderr
 
     rows = _sacct(prefix, since)
@@ -229,7 +233,7 @@ def test_demo_through_slurm(slurm_cluster, tmp_path):
         kind = next(k for k in ("train_dense", "retrain_cell", "landscape_batch", "prune_batch", "summary")
                     if comment.startswith(f"rule_{k}"))
         by_kind.setdefault(kind, []).append(j)
-    # 7 rule jobs of the DAG's 10 went out as 3 group jobs
+    # 6 rule jobs of the DAG's 9 went out as 3 group jobs
     assert {k: len(v) for k, v in by_kind.items()} == {
         "train_dense": 1, "prune_batch": 1, "retrain_cell": 2, "landscape_batch": 1, "summary": 1}, table
     for kind in ("train_dense", "retrain_cell", "landscape_batch"):  # GPU rules: one GPU each
@@ -245,7 +249,7 @@ def test_demo_through_slurm(slurm_cluster, tmp_path):
     assert by_kind["train_dense"][0]["timelimit"] != by_kind["prune_batch"][0]["timelimit"], table
 
     # inside the GPU jobs Slurm set CUDA_VISIBLE_DEVICES and select_device() respected it
-    logs = tmp_path / "results" / "slurmtest" / "logs"
+    logs = tmp_path / "results" / "logs"
     for sub in ("train_dense", "retrain", "landscape"):
         texts = [p.read_text() for p in (logs / sub).rglob("*.log")]
         assert texts and all("(preset, e.g. by Slurm)" in t for t in texts), (sub, texts)

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from conftest import ROOT, snakemake_bin
-from test_workflow import TINY, job_counts, smk, write_config
+from test_workflow import TINY, job_counts, smk, tiny, write_config
 
 
 def start(tmp_path, cfg, *extra):
@@ -45,10 +45,10 @@ def wait_for(cond, proc, timeout=600):
 
 def test_killed_snakemake_reruns_only_unfinished_jobs(tmp_path):
     cfg = write_config(tmp_path, TINY)
-    cells = tmp_path / "results" / "tiny" / "cells"
+    cells = tmp_path / "results" / "cells"
     proc = start(tmp_path, cfg)
     # kill -9 the whole process group once some cells are done and others are not
-    wait_for(lambda: len(list(cells.rglob("landscape.json"))) >= 1, proc)
+    wait_for(lambda: len(list(cells.rglob("landscape_*.json"))) >= 1, proc)
     kill_tree(proc)
     # A job killed after writing its output but before Snakemake recorded it is marked
     # incomplete and is rightly rerun: only outputs without that mark count as finished.
@@ -58,28 +58,28 @@ def test_killed_snakemake_reruns_only_unfinished_jobs(tmp_path):
     before = {rel: v for rel, v in finished(tmp_path / "results").items()
               if complete(tmp_path / "results" / rel)}
     done = {name: len([p for p in cells.rglob(name) if complete(p)])
-            for name in ("pruned.pt", "retrain_log.csv", "landscape.json")}
-    assert done["landscape.json"] < 4
+            for name in ("pruned.pt", "retrain_log.csv", "landscape_*.json")}
+    assert done["landscape_*.json"] < 4
 
     counts = job_counts(smk("-n", "--rerun-incomplete", "-d", str(tmp_path), "--configfile", cfg).stdout)
     assert "train_dense" not in counts
     assert counts.get("prune", 0) == 4 - done["pruned.pt"]
     assert counts.get("retrain_cell", 0) == 4 - done["retrain_log.csv"]  # the log is a cell's last output
-    assert counts["landscape_metrics"] == 4 - done["landscape.json"]
+    assert counts["landscape_metrics"] == 4 - done["landscape_*.json"]
 
     # kill -9 leaves Snakemake's lock behind: the documented way on is --unlock, then rerun
     smk("--unlock", "-d", str(tmp_path), "--configfile", cfg)
     smk("--rerun-incomplete", "-d", str(tmp_path), "--configfile", cfg, "--cores", "2")
     after = finished(tmp_path / "results")
     for rel, (digest, mtime) in before.items():
-        if rel.endswith(("landscape.json", "pruned.pt", "retrain_log.csv")) or "/dense/" in f"/{rel}":
+        if rel.endswith((".json", "pruned.pt", "retrain_log.csv")) or "/dense/" in f"/{rel}":
             assert after[rel] == (digest, mtime), f"finished artifact {rel} was touched"
-    assert (tmp_path / "results" / "figure2.pdf").exists()
+    assert (tmp_path / "results" / "studies" / "tiny" / "phase.pdf").exists()
 
 
 def test_second_snakemake_on_the_same_results_is_refused(tmp_path):
     # a longer first run, so that it is surely still going when the second one checks
-    cfg = write_config(tmp_path, dict(TINY, retrain={"epochs": 20, "milestones": [10]}))
+    cfg = write_config(tmp_path, tiny({"retrain": {"epochs": 20, "milestones": [10]}}))
     first = start(tmp_path, cfg)
     try:
         wait_for(lambda: (tmp_path / ".snakemake" / "locks").exists() and any(

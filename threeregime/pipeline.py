@@ -36,33 +36,38 @@ def _spec_of(ckpt: dict) -> ModelSpec:
     return ModelSpec(**ckpt["spec"])
 
 
-def train_dense(data_spec: DataSpec, model_cfg: dict, hp: TrainSpec, seed: int, outputs: dict[int, str],
-                partial_dir: str, engine: Engine, meta: dict, log=print) -> None:
-    """One dense run; writes the checkpoint of every epoch in `outputs` (epoch -> path).
+def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | None, out_path: str,
+                resume_path: str, engine: Engine, log=print) -> None:
+    """One segment of a dense run (a `DenseRun`): from the checkpoint `previous` (or, for the
+    first segment, the seed's initialisation) to checkpoint `ckpt` ('epoch<e>' or 'final').
 
-    Checkpoints and the resume state go to `partial_dir` first and are moved to their
-    targets only when the run is complete, so a killed job keeps them for its rerun.
+    The checkpoint carries the full training state (optimizer, data-order generators), so the
+    next segment continues exactly where this one stopped: a run in segments is bitwise equal
+    to one uninterrupted run on CPU. Inside a segment, a resume state at `resume_path` is
+    written after every epoch and picked up by a rerun of a killed job.
     """
     ds, data = device_data(data_spec, engine, augment=True)
-    spec = model_spec(model_cfg, ds.image_shape[-1], ds.num_classes)
-    torch.manual_seed(seed)
-    init = PreResNet(spec, 1).copy_state(0)
-    os.makedirs(partial_dir, exist_ok=True)
-
-    def on_epoch(epoch, model, history):
-        if epoch in outputs:
-            save_torch({"meta": {**meta, "epoch": epoch}, "spec": asdict(spec),
-                        "state_dict": model.copy_state(0), "history": [asdict(h) for h in history]},
-                       os.path.join(partial_dir, f"epoch{epoch}.pt"))
-
-    log(f"dense training seed {seed}: {spec.key}, {hp}, {engine.describe()}")
-    train_copies(spec, [init], [seed], data, hp, engine, on_epoch=on_epoch,
-                 resume_path=os.path.join(partial_dir, "resume.pt"),
-                 resume_meta={**meta, "train": hp.as_dict()}, log=log)
-    for epoch, path in outputs.items():
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.replace(os.path.join(partial_dir, f"epoch{epoch}.pt"), path)
-    shutil.rmtree(partial_dir, ignore_errors=True)
+    spec = model_spec({"arch": run.model.arch, "depth": run.model.depth, "width": run.model.width},
+                      ds.image_shape[-1], ds.num_classes)
+    meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
+    stop = run.train.total_epochs(data.n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
+    if previous:
+        prev_name = os.path.basename(previous)[:-len(".pt")]
+        prev = load_torch(previous, expect={**meta, "ckpt": prev_name})
+        init, start_state = prev["state_dict"], prev["train_state"]
+    else:
+        torch.manual_seed(seed)
+        init, start_state = PreResNet(spec, 1).copy_state(0), None
+    log(f"dense training seed {seed} to {ckpt} (from {previous or 'initialisation'}): {spec.key}, {run.train}, "
+        f"{engine.describe()}")
+    state: dict = {}
+    states, history = train_copies(spec, [init], [seed], data, run.train, engine, resume_path=resume_path,
+                                   resume_meta={**meta, "ckpt": ckpt, "run_spec": run.as_dict()},
+                                   start_state=start_state, stop_epoch=stop, state_out=state, log=log)
+    save_torch({"meta": {**meta, "ckpt": ckpt, "epoch": stop}, "spec": asdict(spec), "hparams": run.as_dict(),
+                "state_dict": states[0], "history": [asdict(h) for h in history], "train_state": state}, out_path)
+    if os.path.exists(resume_path):
+        os.remove(resume_path)
 
 
 def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str, expect: dict,
@@ -91,19 +96,20 @@ def _write_log(history_by_seed: dict[int, list], path: str) -> None:
     save_text(buf.getvalue(), path)
 
 
-def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_spec: DataSpec,
-                 hp: TrainSpec, engine: Engine, resume_dir: str, meta: dict, expect: dict, log=print,
+def retrain_cell(pruned_path: str, out_path: str, log_path: str, data_spec: DataSpec, hp: TrainSpec,
+                 seeds: list[int], engine: Engine, resume_dir: str, meta: dict, expect: dict, log=print,
                  on_divergence: str = "fail") -> None:
-    """Retrain copies of one pruned network, one per seed in `outputs` (seed -> path).
+    """Retrain copies of one pruned network, one per seed, into one file `out_path`
+    ({"copies": {seed: {"state_dict", "history", "diverged"}}, "mask", "spec", "meta"}).
 
     All copies start from the same pruned weights and keep its mask; the seed sets only the
     data order and augmentation. Copies are trained `engine.copies_for(...)` at a time in
-    one grouped network.
+    one grouped network; each finished group is kept in `resume_dir` until all are done.
     """
     ckpt = load_torch(pruned_path, expect=expect)
     spec, masks = _spec_of(ckpt), ckpt["mask"]
     _, data = device_data(data_spec, engine, augment=True)
-    seeds = sorted(outputs)
+    seeds = sorted(int(s) for s in seeds)
     per_pass = engine.copies_for(spec, tuple(data.x_train.shape[1:3]), len(seeds))
     os.makedirs(resume_dir, exist_ok=True)
     log(f"retraining {len(seeds)} copies of {pruned_path} ({per_pass} per pass), {hp}, {engine.describe()}")
@@ -128,35 +134,37 @@ def retrain_cell(pruned_path: str, outputs: dict[int, str], log_path: str, data_
         for k, (s, path) in enumerate(zip(group, done)):
             rows = [{"epoch": h.epoch, "lr": h.lr, "train_loss": h.train_loss[k], "train_error": h.train_error[k],
                      "test_loss": h.test_loss[k], "test_error": h.test_error[k]} for h in history]
-            save_torch({"meta": {**meta, "retrain_seed": s, "train": hp.as_dict()}, "spec": ckpt["spec"],
-                        "state_dict": states[k], "mask": masks, "history": rows, "diverged": diverged}, path)
-    histories = {}
+            save_torch({"meta": {**job_meta, "retrain_seed": s}, "state_dict": states[k], "history": rows,
+                        "diverged": diverged}, path)
+    copies = {}
     for s in seeds:
-        part = load_torch(os.path.join(resume_dir, f"seed{s}.pt"))
-        histories[s] = part["history"]
-        os.replace(os.path.join(resume_dir, f"seed{s}.pt"), outputs[s])
-    _write_log(histories, log_path)
+        part = load_torch(os.path.join(resume_dir, f"seed{s}.pt"), expect={**job_meta, "retrain_seed": s})
+        copies[s] = {k: part[k] for k in ("state_dict", "history", "diverged")}
+    save_torch({"meta": {**meta, "seeds": seeds, "train": hp.as_dict()}, "spec": ckpt["spec"], "mask": masks,
+                "copies": copies}, out_path)
+    _write_log({s: c["history"] for s, c in copies.items()}, log_path)
     shutil.rmtree(resume_dir, ignore_errors=True)
 
 
-def measure_cell(retrained: dict[int, str], out_path: str, data_spec: DataSpec, engine: Engine,
-                 what: LandscapeSpec, meta: dict, expect: dict, log=print) -> dict:
-    ckpts = {s: load_torch(p, expect=expect) for s, p in retrained.items()}
-    spec = _spec_of(next(iter(ckpts.values())))
-    diverged = [c["diverged"] for c in ckpts.values() if c.get("diverged")]
+def measure_cell(retrained_path: str, out_path: str, data_spec: DataSpec, engine: Engine, what: LandscapeSpec,
+                 meta: dict, expect: dict, log=print) -> dict:
+    ckpt = load_torch(retrained_path, expect=expect)
+    spec, copies = _spec_of(ckpt), ckpt["copies"]
+    seeds = sorted(copies)
+    achieved = density_of(ckpt["mask"])
+    diverged = [c["diverged"] for c in copies.values() if c.get("diverged")]
     if diverged:
         log(f"cell diverged in retraining; its metrics are recorded as missing: {diverged[0]}")
-        seeds = sorted(ckpts)
-        res = {"meta": meta, "diverged": diverged[0], "achieved_density": density_of(ckpts[seeds[0]]["mask"]),
+        res = {"meta": meta, "diverged": diverged[0], "achieved_density": achieved,
                "pairs": [{"seed_a": a, "seed_b": b, "lmc": float("nan"), "cka": float("nan"),
                           "cka_logit": float("nan")} for a, b in itertools.combinations(seeds, 2)]}
         save_json(res, out_path)
         return res
     _, data = device_data(data_spec, engine, augment=False)
-    log(f"landscape metrics of {len(ckpts)} copies: {what}, {engine.describe()}")
-    res = landscape_metrics(spec, {s: c["state_dict"] for s, c in ckpts.items()}, data, engine, what)
+    log(f"landscape metrics of {len(seeds)} copies: {what}, {engine.describe()}")
+    res = landscape_metrics(spec, {s: copies[s]["state_dict"] for s in seeds}, data, engine, what)
     res["meta"] = meta
-    res["achieved_density"] = density_of(next(iter(ckpts.values()))["mask"])
+    res["achieved_density"] = achieved
     save_json(res, out_path)
     for p in res["pairs"]:
         log(f"pair ({p['seed_a']}, {p['seed_b']}): lmc {p['lmc']:+.4f}, cka {p['cka']:.4f}")

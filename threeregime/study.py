@@ -1,26 +1,47 @@
-"""A study's hyperparameters (from the validated Snakemake config) and the paths they make.
+"""Studies: named temperature x load grids, and the identity of every artifact they need.
 
-Paths are keyed by the parameters that made them, OpenLTH-style:
+A study (config `studies.<name>`) overrides parts of the shared `defaults` and names one
+temperature axis and one load axis with their values. Each (temperature, load, dense seed)
+cell resolves to a `CellSpec`: the typed hyperparameters of the dense run, its checkpoint,
+the pruning, the retraining and the landscape measurement. Artifacts are keyed by those
+hyperparameters, never by the study's name, so two studies needing the same dense run or
+the same cell share its files:
 
-  results/<study>/dense/<model>/<trainer>/seed<s>/epoch<e>.pt
-  results/<study>/cells/<model>/<trainer>/<method>/density<d>/epoch<e>/seed<s>/
-      pruned.pt  retrain<r>.pt  retrain_log.csv  landscape.json
-  results/<study>/table.parquet  cells.parquet  figure2.pdf  figure2.png
+  results/dense/<run>/seed<s>/<ckpt>.pt                    dense checkpoint (<ckpt>: epoch<e> or final)
+  results/cells/<run>/seed<s>/<ckpt>/<prune>/pruned.pt
+  results/cells/<run>/seed<s>/<ckpt>/<prune>/<retrain>/retrained.pt, retrain_log.csv
+  results/cells/<run>/seed<s>/<ckpt>/<prune>/<retrain>/landscape_<landscape>.json
+  results/studies/<study>/table.parquet, cells.parquet, phase.pdf, phase.png
 
-<model> is e.g. preresnet20_w1 (depth and width are the 'load' axes beside density),
-<trainer> e.g. sgd_bs64 (batch size is a 'temperature' axis beside the epoch).
+<run> and <retrain> are a readable prefix plus 8 hex digits of the SHA-256 of the full
+hyperparameters (written beside the artifacts as hparams.json); <prune> (e.g.
+uniform_d0.05) and <landscape> (e.g. p11_bn10000_err10000_cka6400) are readable in full.
+Where the data lives (data.root, data.download) and how jobs run (engine.*) are not part
+of any key.
+
+Adding a temperature or load axis is one `Axis` entry in AXES plus its tests.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 from .data import DataSpec
+from .landscape import LandscapeSpec
 from .models import ModelSpec
+from .pruning import METHODS
 from .training import TrainSpec
 
-TRAIN_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "milestones", "gamma")
+SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
+TRAIN_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "rho", "batch_size", "epochs", "iterations",
+              "milestones", "gamma")
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]*"
 
 
 class ConfigError(ValueError):
@@ -28,122 +49,510 @@ class ConfigError(ValueError):
 
 
 def fmt(x: float) -> str:
-    """Number as it appears in paths: 0.05 -> '0.05', 1.0 -> '1', 64 -> '64'."""
+    """Number as it appears in paths and labels: 0.05 -> '0.05', 1.0 -> '1', 64 -> '64'."""
     return f"{float(x):g}"
 
 
-def trainer_key(train: dict) -> str:
-    return f"{train['optimizer']}_bs{train['batch_size']}"
+def digest(obj) -> str:
+    """8 hex digits identifying a JSON-able object (canonical: sorted keys, no spaces)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def model_key(model: dict) -> str:
-    return f"{model['arch']}{model['depth']}_w{fmt(model['width'])}"
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
-def train_spec(section: dict) -> TrainSpec:
-    return TrainSpec(**{k: section[k] for k in TRAIN_KEYS})
+def whole(value, key: str) -> int:
+    """An integer config value; 64.0 is accepted as 64, 64.5 is refused naming the key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+    return int(value)
 
 
-def model_spec(model: dict, in_channels: int, num_classes: int) -> ModelSpec:
-    return ModelSpec(model["arch"], int(model["depth"]), float(model["width"]), in_channels, num_classes)
+# --- the identity of each artifact -----------------------------------------------------------
 
+@dataclass(frozen=True)
+class DataIdentity:
+    """What a data set is (not where it lives): the name and the training augmentation."""
 
-def data_spec(data: dict) -> DataSpec:
-    return DataSpec(data["name"], data["root"], bool(data["download"]), int(data["crop_padding"]),
-                    bool(data["hflip"]))
+    name: str = "cifar10"
+    crop_padding: int = 4
+    hflip: bool = True
+    file: str = ""  # for name == npz: the file's name (its folder is where it lives, not what it is)
 
-
-def checkpoint_epochs(train: dict) -> list[int]:
-    every = train["checkpoint_every"]
-    return list(range(every, train["epochs"] + 1, every))
-
-
-def check_config(config: dict) -> None:
-    """Cross-field checks the JSON schema cannot express."""
-    grid, train, retrain = config["grid"], config["train"], config["retrain"]
-    if train["epochs"] % train["checkpoint_every"]:
-        raise ConfigError(f"train.epochs ({train['epochs']}) must be divisible by train.checkpoint_every "
-                          f"({train['checkpoint_every']}): checkpoints are the temperatures")
-    saved = checkpoint_epochs(train)
-    bad = [e for e in grid["epochs"] if e not in saved]
-    if bad:
-        raise ConfigError(f"grid.epochs {bad} are not saved checkpoints; allowed: {saved} "
-                          f"(every train.checkpoint_every = {train['checkpoint_every']} epochs)")
-    for key in ("epochs", "densities", "dense_seeds", "retrain_seeds"):
-        vals = grid[key]
-        if len(set(vals)) != len(vals):
-            raise ConfigError(f"grid.{key} has duplicate values: {vals}")
-    bad = [d for d in grid["densities"] if not 0.0 < d <= 1.0]
-    if bad:
-        raise ConfigError(f"grid.densities {bad} are outside (0, 1]")
-    if len(grid["retrain_seeds"]) < 2:
-        raise ConfigError(f"grid.retrain_seeds needs at least 2 seeds to form pairs, got {grid['retrain_seeds']}")
-    for name, sec in (("train", train), ("retrain", retrain)):
-        ms = sec["milestones"]
-        if list(ms) != sorted(ms) or any(not 0 < m < sec["epochs"] for m in ms):
-            raise ConfigError(f"{name}.milestones {ms} must be increasing epochs inside (0, {name}.epochs)")
-    try:
-        model_spec(config["model"], in_channels=3, num_classes=10)  # ModelSpec validates depth/width
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    def key(self) -> str:
+        return self.name if self.name != "npz" else f"npz-{re.sub(r'[^A-Za-z0-9]+', '-', self.file)}"
 
 
 @dataclass(frozen=True)
-class Paths:
-    """Every file target of a study."""
+class DenseRun:
+    """One dense training run per seed; its checkpoints are its temperatures."""
 
-    root: str  # results/<study>
+    data: DataIdentity
+    model: ModelSpec
+    train: TrainSpec
+    checkpoint_every: int = 10  # epochs per segment (epoch schedules); each segment is one job
 
-    def dense(self, model: str, trainer: str, dseed, epoch) -> str:
-        return f"{self.root}/dense/{model}/{trainer}/seed{dseed}/epoch{epoch}.pt"
+    def as_dict(self) -> dict:
+        return {"data": asdict(self.data), "model": _model_dict(self.model), "train": self.train.as_dict(),
+                "checkpoint_every": self.checkpoint_every}
 
-    def dense_partial(self, model: str, trainer: str, dseed) -> str:
-        """In-job resume state and not-yet-published checkpoints (not Snakemake outputs)."""
-        return f"{self.root}/dense/{model}/{trainer}/seed{dseed}/.partial"
+    @property
+    def key(self) -> str:
+        t = self.train
+        sched = f"it{t.iterations}" if t.iterations else f"e{t.epochs}"
+        opt = t.optimizer + (f"{fmt(t.rho)}" if t.optimizer == "sam" else "")
+        return (f"{self.data.key()}_{self.model.arch}{self.model.depth}w{fmt(self.model.width)}_{opt}_"
+                f"bs{t.batch_size}_{sched}-{digest(self.as_dict())}")
 
-    def cell(self, model: str, trainer: str, method: str, density, epoch, dseed) -> str:
-        d = density if isinstance(density, str) else fmt(density)
-        return f"{self.root}/cells/{model}/{trainer}/{method}/density{d}/epoch{epoch}/seed{dseed}"
+    def checkpoints(self) -> list[str]:
+        """The checkpoint names this run saves, in order (each one job, from the one before)."""
+        if self.train.iterations:
+            return ["final"]
+        return [f"epoch{e}" for e in range(self.checkpoint_every, self.train.epochs + 1, self.checkpoint_every)]
 
-    def table(self) -> str:
-        return f"{self.root}/table.parquet"
+    def previous(self, ckpt: str) -> str | None:
+        names = self.checkpoints()
+        i = names.index(ckpt)
+        return names[i - 1] if i else None
 
-    def cells_summary(self) -> str:
-        return f"{self.root}/cells.parquet"
+    def final(self) -> str:
+        return self.checkpoints()[-1]
 
-    def figure(self, ext: str = "pdf") -> str:
-        return f"{self.root}/figure2.{ext}"
-
-
-def parse_trainer_key(key: str, train: dict) -> dict:
-    """The training section a <trainer> path segment stands for (its batch size from the key)."""
-    opt, _, bs = key.partition("_bs")
-    if opt != train["optimizer"] or not bs.isdigit():
-        raise ConfigError(f"trainer {key!r} does not match the config (expected like "
-                          f"{trainer_key(train)!r}: optimizer {train['optimizer']!r} and a batch size)")
-    return {**train, "batch_size": int(bs)}
-
-
-def parse_model_key(key: str, model: dict) -> dict:
-    """The model section a <model> path segment stands for (depth and width from the key)."""
-    m = re.fullmatch(r"([a-z]+)(\d+)_w([0-9.]+)", key)
-    if not m or m.group(1) != model["arch"]:
-        raise ConfigError(f"model {key!r} does not match the config (expected like {model_key(model)!r})")
-    return {**model, "depth": int(m.group(2)), "width": float(m.group(3))}
+    def segment_epochs(self, ckpt: str) -> int:
+        """Epochs a segment job trains (approximate for iteration schedules: 50,000 images)."""
+        return approx_epochs(self.train) if self.train.iterations else self.checkpoint_every
 
 
-def cell_meta(wildcards) -> dict:
-    """The identity of a cell, as stored in (and checked against) its files' metadata."""
-    return {"model": wildcards.model, "trainer": wildcards.trainer, "seed": int(wildcards.dseed),
-            "epoch": int(wildcards.epoch), "method": wildcards.method, "density": float(wildcards.density)}
+def _model_dict(m: ModelSpec) -> dict:
+    return {"arch": m.arch, "depth": m.depth, "width": m.width}
 
 
-def check_data_config(config: dict) -> None:
-    """Checks that need the data set (run when the workflow starts, not on a dry-run)."""
+@dataclass(frozen=True)
+class PruneSpec:
+    method: str = "uniform"
+    density: float = 0.05
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}_d{fmt(self.density)}"
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """The retraining of a cell's copies: one copy per seed, all from the same pruned weights."""
+
+    train: TrainSpec
+    seeds: tuple[int, ...] = (1, 2, 3)
+
+    def as_dict(self) -> dict:
+        return {"train": self.train.as_dict(), "seeds": list(self.seeds)}
+
+    @property
+    def key(self) -> str:
+        t = self.train
+        sched = f"it{t.iterations}" if t.iterations else f"e{t.epochs}"
+        return f"{t.optimizer}_bs{t.batch_size}_{sched}_x{len(self.seeds)}-{digest(self.as_dict())}"
+
+
+def landscape_key(spec: LandscapeSpec) -> str:
+    return f"p{spec.points}_bn{spec.bn_samples}_err{spec.error_samples}_cka{spec.cka_samples}"
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that makes one cell's metrics (one dense seed)."""
+
+    run: DenseRun
+    seed: int
+    ckpt: str
+    prune: PruneSpec
+    retrain: RetrainSpec
+    landscape: LandscapeSpec
+
+    @property
+    def dense_path(self) -> str:
+        return dense_path(self.run.key, self.seed, self.ckpt)
+
+    @property
+    def cell_dir(self) -> str:
+        return cell_dir(self.run.key, self.seed, self.ckpt, self.prune.key)
+
+    @property
+    def retrain_dir(self) -> str:
+        return f"{self.cell_dir}/{self.retrain.key}"
+
+    @property
+    def landscape_path(self) -> str:
+        return f"{self.retrain_dir}/landscape_{landscape_key(self.landscape)}.json"
+
+
+def dense_path(run: str, seed, ckpt: str) -> str:
+    return f"results/dense/{run}/seed{seed}/{ckpt}.pt"
+
+
+def cell_dir(run: str, seed, ckpt: str, prune: str) -> str:
+    return f"results/cells/{run}/seed{seed}/{ckpt}/{prune}"
+
+
+def study_dir(study: str) -> str:
+    return f"results/studies/{study}"
+
+
+# --- axes --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Axis:
+    """A temperature or load axis: how one of its values changes a cell, and how it is shown."""
+
+    name: str
+    kind: str                                  # "temperature" | "load"
+    label: str                                 # axis label of the phase diagram
+    apply: Callable[["CellSpec", float], "CellSpec"]
+    integer: bool = False
+    hotter: str = "low"                        # temperatures: which end is the higher temperature
+    tick: Callable[[float], str] = fmt
+    check: Callable[[float], str | None] = lambda v: None  # an error text for a value, or None
+
+
+def _epochs(cell: CellSpec, v) -> CellSpec:
+    return replace(cell, ckpt=f"epoch{int(v)}")
+
+
+def _batch(cell: CellSpec, v) -> CellSpec:
+    return replace(cell, run=replace(cell.run, train=replace(cell.run.train, batch_size=int(v))),
+                   ckpt="final" if cell.run.train.iterations else cell.run.final())
+
+
+def _sam_rho(cell: CellSpec, v) -> CellSpec:
+    # rho = 0 is plain SGD: that cell shares the SGD run of the same schedule.
+    t = cell.run.train
+    t = replace(t, optimizer="sam", rho=float(v)) if v else replace(t, optimizer="sgd", rho=0.0)
+    run = replace(cell.run, train=t)
+    return replace(cell, run=run, ckpt=run.final())
+
+
+def _density(cell: CellSpec, v) -> CellSpec:
+    return replace(cell, prune=replace(cell.prune, density=float(v)))
+
+
+def _width(cell: CellSpec, v) -> CellSpec:
+    return replace(cell, run=replace(cell.run, model=replace(cell.run.model, width=float(v))))
+
+
+def _depth(cell: CellSpec, v) -> CellSpec:
+    return replace(cell, run=replace(cell.run, model=replace(cell.run.model, depth=int(v))))
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+AXES: dict[str, Axis] = {a.name: a for a in (
+    Axis("epochs", "temperature", "Temperature (training epochs)", _epochs, integer=True, check=_positive),
+    Axis("batch_size", "temperature", "Temperature (batch size)", _batch, integer=True, check=_positive),
+    Axis("sam_rho", "temperature", "Temperature (SAM ρ)", _sam_rho, hotter="high",
+         check=lambda v: None if v >= 0 else "must be >= 0"),
+    Axis("density", "load", "Load (density, %)", _density, tick=lambda v: fmt(v * 100),
+         check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
+    Axis("width", "load", "Load (width ×)", _width, check=_positive),
+    Axis("depth", "load", "Load (depth)", _depth, integer=True,
+         check=lambda v: None if v >= 8 and (v - 2) % 6 == 0 else "must be 6n+2 (8, 14, 20, 32, 44, 56, ...)"),
+)}
+
+
+# --- a study --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    temperature: Axis
+    temperatures: tuple
+    load: Axis
+    loads: tuple
+    dense_seeds: tuple[int, ...]
+    base: CellSpec
+    regimes: dict = field(default_factory=dict)
+    data: DataSpec = field(default_factory=DataSpec)   # with root and download, for the jobs
+
+    def cell(self, temperature, load, seed) -> CellSpec:
+        c = self.load.apply(self.temperature.apply(replace(self.base, seed=int(seed)), temperature), load)
+        return c
+
+    def cells(self) -> list[tuple[float, float, CellSpec]]:
+        """(temperature, load, cell) for every cell and dense seed of the grid."""
+        return [(t, l, self.cell(t, l, s)) for t in self.temperatures for l in self.loads for s in self.dense_seeds]
+
+    @property
+    def dir(self) -> str:
+        return study_dir(self.name)
+
+    @property
+    def optimizers(self) -> str:
+        """'dense optimizer → retrain optimizer', e.g. 'Adam → SGD' (Figure 13's lines)."""
+        names = {"sgd": "SGD", "adam": "Adam", "sam": "SAM"}
+        d, r = self.base.run.train.optimizer, self.base.retrain.train.optimizer
+        return f"{names.get(d, d)} → {names.get(r, r)}"
+
+
+def axis_style(axis: Axis):
+    """How plots draw an axis (plots is imported here only, so jobs without plots skip matplotlib)."""
+    from .plots import AxisStyle
+
+    return AxisStyle(label=axis.label, tick=axis.tick, hotter=axis.hotter)
+
+
+def approx_epochs(t: TrainSpec, n_train: int = 50000) -> int:
+    """Epochs of a schedule, for runtime requests (iteration schedules: on n_train images)."""
+    if t.iterations:
+        return max(1, math.ceil(t.iterations * t.batch_size / n_train))
+    return t.epochs
+
+
+def train_spec(section: dict, key: str) -> TrainSpec:
+    try:
+        kw = {k: section[k] for k in TRAIN_KEYS if k in section}
+        for k in ("batch_size", "epochs", "iterations"):
+            if k in kw:
+                kw[k] = whole(kw[k], f"{key}.{k}")
+        if "milestones" in kw:
+            kw["milestones"] = tuple(whole(m, f"{key}.milestones") for m in kw["milestones"])
+        return TrainSpec(**kw)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{key}: {e}") from None
+
+
+def data_spec(data: dict) -> DataSpec:
+    return DataSpec(data["name"], data.get("root", "data"), bool(data.get("download", False)),
+                    whole(data.get("crop_padding", 4), "data.crop_padding"), bool(data.get("hflip", True)))
+
+
+def data_identity(data: dict) -> DataIdentity:
+    import os
+
+    return DataIdentity(data["name"], whole(data.get("crop_padding", 4), "data.crop_padding"),
+                        bool(data.get("hflip", True)),
+                        os.path.basename(str(data.get("root", ""))) if data["name"] == "npz" else "")
+
+
+def model_spec(model: dict, in_channels: int = 3, num_classes: int = 10) -> ModelSpec:
+    try:
+        return ModelSpec(model.get("arch", "preresnet"), whole(model.get("depth", 20), "model.depth"),
+                         float(model.get("width", 1)), in_channels, num_classes)
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e)) from None
+
+
+def resolve_study(config: dict, name: str) -> Study:
+    """The typed study `name` of a validated config (defaults merged with the study's overrides)."""
+    if name not in config.get("studies", {}):
+        raise ConfigError(f"no study named {name!r}; studies in the config: {sorted(config.get('studies', {}))}")
+    raw = config["studies"][name]
+    where = f"studies.{name}"
+    sec = deep_merge(config.get("defaults", {}), {k: v for k, v in raw.items() if k in SECTIONS})
+    axes = {}
+    for kind in ("temperature", "load"):
+        spec = raw.get(kind)
+        if not spec:
+            raise ConfigError(f"{where}.{kind} is missing: name an axis and its values, "
+                              f"e.g. {kind}: {{axis: {'epochs' if kind == 'temperature' else 'density'}, "
+                              f"values: [...]}}")
+        axis = AXES.get(spec.get("axis"))
+        allowed = sorted(a for a, x in AXES.items() if x.kind == kind)
+        if axis is None or axis.kind != kind:
+            raise ConfigError(f"{where}.{kind}.axis: {spec.get('axis')!r} is not a {kind} axis; allowed: {allowed}")
+        values = []
+        for v in spec.get("values", []):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                hint = " (YAML reads 1e-3 as a string: write 1.0e-3)" if isinstance(v, str) else ""
+                raise ConfigError(f"{where}.{kind}.values: {v!r} is not a number{hint}")
+            v = whole(v, f"{where}.{kind}.values") if axis.integer else float(v)
+            problem = axis.check(v)
+            if problem:
+                raise ConfigError(f"{where}.{kind}.values: {axis.name} {v!r} {problem}")
+            values.append(v)
+        if not values:
+            raise ConfigError(f"{where}.{kind}.values is empty")
+        ticks = [fmt(v) for v in values]
+        if len(set(ticks)) != len(ticks):
+            raise ConfigError(f"{where}.{kind}.values has duplicate values (as written in paths): {values}")
+        axes[kind] = (axis, tuple(values))
+
+    train = sec["train"]
+    run = DenseRun(data_identity(sec["data"]), model_spec(sec["model"]), train_spec(train, f"{where}.train"),
+                   whole(train.get("checkpoint_every", 10), f"{where}.train.checkpoint_every"))
+    seeds = sec["seeds"]
+    retrain = RetrainSpec(train_spec(sec["retrain"], f"{where}.retrain"),
+                          tuple(sorted(whole(s, f"{where}.seeds.retrain") for s in seeds["retrain"])))
+    prune = PruneSpec(sec["prune"].get("method", "uniform"), float(sec["prune"].get("density", 0.05)))
+    try:
+        land = LandscapeSpec(**sec["landscape"])
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}.landscape: {e}") from None
+    base = CellSpec(run, 0, run.final(), prune, retrain, land)
+    study = Study(name, axes["temperature"][0], axes["temperature"][1], axes["load"][0], axes["load"][1],
+                  tuple(whole(s, f"{where}.seeds.dense") for s in seeds["dense"]), base, dict(sec["regimes"]),
+                  data_spec(sec["data"]))
+    _check_study(study, where)
+    return study
+
+
+def _check_study(study: Study, where: str) -> None:
+    """Cross-field checks the JSON schema cannot express."""
+    for kind, vals in (("dense", study.dense_seeds), ("retrain", study.base.retrain.seeds)):
+        if len(set(vals)) != len(vals):
+            raise ConfigError(f"{where}.seeds.{kind} has duplicate values: {list(vals)}")
+    if len(study.base.retrain.seeds) < 2:
+        raise ConfigError(f"{where}.seeds.retrain needs at least 2 seeds to form pairs, "
+                          f"got {list(study.base.retrain.seeds)}")
+    if study.base.prune.method not in METHODS:
+        raise ConfigError(f"{where}.prune.method: unknown pruning method {study.base.prune.method!r}; "
+                          f"allowed: {list(METHODS)}")
+    eps, thr = study.regimes.get("lmc_epsilon", -0.05), study.regimes.get("cka_threshold", 0.9)
+    if not eps <= 0:
+        raise ConfigError(f"{where}.regimes.lmc_epsilon must be <= 0 (Regime I is LMC < epsilon, a barrier), "
+                          f"got {eps}")
+    if not 0 < thr <= 1:
+        raise ConfigError(f"{where}.regimes.cka_threshold must be in (0, 1], got {thr}")
+    for t in study.temperatures:
+        for l in study.loads:
+            cell = study.cell(t, l, study.dense_seeds[0])
+            run = cell.run
+            if study.temperature.name == "epochs":
+                if run.train.iterations:
+                    raise ConfigError(f"{where}: the epochs temperature needs an epoch schedule "
+                                      f"(train.iterations: 0), got train.iterations = {run.train.iterations}")
+                if cell.ckpt not in run.checkpoints():
+                    saved = [int(c[5:]) for c in run.checkpoints()]
+                    raise ConfigError(f"{where}.temperature.values: epoch {int(t)} is not a saved checkpoint; "
+                                      f"allowed: {saved} (every train.checkpoint_every = "
+                                      f"{run.checkpoint_every} epochs of train.epochs = {run.train.epochs})")
+            if not run.train.iterations and run.train.epochs % run.checkpoint_every:
+                raise ConfigError(f"{where}.train.epochs ({run.train.epochs}) must be divisible by "
+                                  f"train.checkpoint_every ({run.checkpoint_every}): each checkpoint is a job")
+            try:
+                model_spec(_model_dict(run.model))
+            except ConfigError as e:
+                raise ConfigError(f"{where}.{study.load.name if study.load.name in ('width', 'depth') else 'model'}"
+                                  f": {e}") from None
+
+
+def studies(config: dict) -> tuple[dict[str, Study], dict[str, str]]:
+    """Every study of the config, resolved and checked: (usable studies, {name: error} of the
+    others). A study with an error stops the workflow only when one of its targets is asked
+    for (so a preset that changes the defaults for its own studies does not have to repair
+    every reference study); names, figures and path collisions are checked for all."""
+    names = list(config.get("studies", {}))
+    for n in names:
+        if not re.fullmatch(NAME_PATTERN, str(n)):
+            raise ConfigError(f"study name {n!r} must match {NAME_PATTERN} (letters, digits, _ and -; "
+                              f"it names the folder results/studies/<name>)")
+    ok, broken = {}, {}
+    for n in names:
+        try:
+            ok[n] = resolve_study(config, n)
+        except ConfigError as e:
+            broken[n] = str(e)
+    for n in config.get("default_studies", []):
+        if n not in names:
+            raise ConfigError(f"default_studies: no study named {n!r}; studies: {sorted(names)}")
+    for fig, spec in config.get("figures", {}).items():
+        if not re.fullmatch(NAME_PATTERN, str(fig)):
+            raise ConfigError(f"figures: name {fig!r} must match {NAME_PATTERN}")
+        for n in ([spec["study"]] if "study" in spec else spec.get("compare", [])):
+            if n not in names:
+                raise ConfigError(f"figures.{fig}: no study named {n!r}; studies: {sorted(names)}")
+    _check_collisions(ok)
+    return ok, broken
+
+
+def usable_study(all_studies: dict[str, Study], broken: dict[str, str], name: str) -> Study:
+    """The study a target asks for, or a ConfigError saying why it cannot be drawn."""
+    if name in broken:
+        raise ConfigError(broken[name])
+    if name not in all_studies:
+        raise ConfigError(f"no study named {name!r}; studies: {sorted(set(all_studies) | set(broken))}")
+    return all_studies[name]
+
+
+def _check_collisions(all_studies: dict[str, Study]) -> None:
+    """Two different specs must never share a path (e.g. densities equal to 6 digits)."""
+    seen: dict[str, tuple] = {}
+    for s in all_studies.values():
+        for t, l, c in s.cells():
+            for path, ident in ((c.dense_path, c.run.as_dict()), (c.cell_dir, (c.run.as_dict(), asdict(c.prune)))):
+                ident = json.dumps(ident, sort_keys=True, default=str)
+                if seen.setdefault(path, (ident, s.name))[0] != ident:
+                    raise ConfigError(f"studies.{s.name}: two different settings map to the same path {path} "
+                                      f"(also used by study {seen[path][1]}): values that differ below the "
+                                      f"precision of paths ({fmt(l)}, {fmt(t)}); make them differ more")
+
+
+# --- the index of artifacts a workflow run knows -------------------------------------------------
+
+@dataclass
+class Index:
+    """Every dense run, retraining and landscape setting the configured studies need, by key,
+    so rules map a path's wildcards back to typed hyperparameters."""
+
+    runs: dict[str, DenseRun] = field(default_factory=dict)
+    retrains: dict[str, RetrainSpec] = field(default_factory=dict)
+    landscapes: dict[str, LandscapeSpec] = field(default_factory=dict)
+    data: dict[str, DataSpec] = field(default_factory=dict)  # by DataIdentity key: where it lives
+
+    @staticmethod
+    def of(all_studies: dict[str, Study]) -> "Index":
+        ix = Index()
+        for s in all_studies.values():
+            for _, _, c in s.cells():
+                ix.runs[c.run.key] = c.run
+                ix.retrains[c.retrain.key] = c.retrain
+                ix.landscapes[landscape_key(c.landscape)] = c.landscape
+                ix.data.setdefault(c.run.data.key(), s.data)
+        return ix
+
+    def run(self, key: str) -> DenseRun:
+        if key not in self.runs:
+            raise ConfigError(f"no configured study needs the dense run {key!r}: it is not in the config "
+                              f"(request a study's target, or add the study that makes it)")
+        return self.runs[key]
+
+    def retrain(self, key: str) -> RetrainSpec:
+        if key not in self.retrains:
+            raise ConfigError(f"no configured study retrains with {key!r}")
+        return self.retrains[key]
+
+    def landscape(self, key: str) -> LandscapeSpec:
+        if key not in self.landscapes:
+            raise ConfigError(f"no configured study measures the landscape as {key!r}")
+        return self.landscapes[key]
+
+    def data_of(self, run_key: str) -> DataSpec:
+        return self.data[self.run(run_key).data.key()]
+
+
+def parse_prune_key(key: str) -> PruneSpec:
+    m = re.fullmatch(r"([a-z]+)_d([0-9.e-]+)", key)
+    if not m or m.group(1) not in METHODS:
+        raise ConfigError(f"{key!r} is not a pruning key like 'uniform_d0.05' (methods: {list(METHODS)})")
+    return PruneSpec(m.group(1), float(m.group(2)))
+
+
+def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> None:
+    """Checks that need the data set (run when the workflow starts, not on a dry run)."""
     from .data import training_set_size
 
-    n = training_set_size(data_spec(config["data"]))
-    for name in ("train", "retrain"):
-        bs = config[name]["batch_size"]
-        if bs > n:
-            raise ConfigError(f"{name}.batch_size = {bs} is larger than the training set ({n} images)")
+    sizes = {}
+    for spec in data_specs:
+        sizes[spec.name] = training_set_size(spec)
+    for what, (name, bs) in batch_sizes.items():
+        if name in sizes and bs > sizes[name]:
+            raise ConfigError(f"{what} = {bs} is larger than the training set ({sizes[name]} images)")

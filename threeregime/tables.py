@@ -10,7 +10,10 @@ import pandas as pd
 
 from .checkpoints import save_bytes
 
-CELL_KEYS = ["model", "trainer", "method", "temperature", "density", "dense_seed"]
+# A row's identity: the study's axes and values, and the artifacts it was read from.
+CELL_KEYS = ["study", "temperature_axis", "temperature", "load_axis", "load", "dense_seed", "density", "run", "ckpt",
+             "prune", "retrain"]
+GRID_KEYS = ["study", "temperature_axis", "temperature", "load_axis", "load"]
 LAST_EPOCHS = 5  # a copy's test error: the mean over its last 5 epochs
 
 
@@ -47,8 +50,8 @@ def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
 
 
 def summarize(table: pd.DataFrame, lmc_epsilon: float, cka_threshold: float) -> pd.DataFrame:
-    """One row per (temperature, density): means over dense seeds, retrain seeds and pairs."""
-    keys = ["model", "trainer", "method", "temperature", "density"]
+    """One row per (temperature, load): means over dense seeds, retrain seeds and pairs."""
+    keys = GRID_KEYS
     # skipna=False: a diverged copy makes its cell missing rather than silently better
     copies = table[table.kind == "copy"].groupby(keys).agg(
         test_error=("test_error", lambda s: s.mean(skipna=False)), n_copies=("test_error", "size"))

@@ -1,16 +1,20 @@
-"""Snakemake -> threeregime.tables.build_tables."""
+"""Snakemake -> threeregime.tables.build_tables for one study."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from threeregime.jobs import JobLog  # noqa: E402
+from threeregime.study import resolve_study  # noqa: E402
 from threeregime.tables import build_tables  # noqa: E402
 
 smk = snakemake  # noqa: F821
+study = resolve_study(smk.config, smk.wildcards.study)
 cells = [
-    {"model": c["model"], "trainer": c["trainer"], "method": c["method"], "temperature": int(c["epoch"]),
-     "density": float(c["density"]), "dense_seed": int(c["dseed"]), "log": log_path, "landscape": land}
-    for c, log_path, land in zip(smk.params.cells, smk.input.logs, smk.input.landscapes)
+    {"study": study.name, "temperature_axis": study.temperature.name, "temperature": float(t),
+     "load_axis": study.load.name, "load": float(l), "dense_seed": c.seed, "density": c.prune.density,
+     "run": c.run.key, "ckpt": c.ckpt, "prune": c.prune.key, "retrain": c.retrain.key,
+     "log": log_path, "landscape": land}
+    for (t, l, c), log_path, land in zip(study.cells(), smk.input.logs, smk.input.landscapes)
 ]
 r = smk.params.regimes
 table, summary = build_tables(cells, smk.output.table, smk.output.cells, r["lmc_epsilon"], r["cka_threshold"])

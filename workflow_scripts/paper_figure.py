@@ -1,0 +1,26 @@
+"""A paper figure named in config `figures`: a copy of a study's phase diagram, or lines
+comparing studies (Figure 13: test error against dense training epochs per optimizer pair)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+import pandas as pd  # noqa: E402
+
+from threeregime.checkpoints import save_bytes  # noqa: E402
+from threeregime.plots import optimizer_lines  # noqa: E402
+from threeregime.study import resolve_study  # noqa: E402
+
+smk = snakemake  # noqa: F821
+spec = smk.params.spec
+if "study" in spec:
+    for src, dst in ((smk.input.pdf, smk.output.pdf), (smk.input.png, smk.output.png)):
+        save_bytes(Path(src).read_bytes(), dst)
+else:
+    frames = []
+    for i, name in enumerate(spec["compare"]):
+        study = resolve_study(smk.config, name)
+        df = pd.read_parquet(smk.input[f"cells{i}"])
+        df["combination"] = study.optimizers
+        frames.append(df)
+    optimizer_lines(pd.concat(frames, ignore_index=True), smk.output.pdf, smk.output.png,
+                    title=f"{smk.wildcards.figure}: test error after retraining (dense optimizer → retrain optimizer)")
