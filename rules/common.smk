@@ -37,7 +37,7 @@ LOGS = "results/logs"
 # Path pieces (see threeregime/study.py): runs and retrainings are "<readable>-<8 hex>".
 RUN = "results/dense/{run}/seed{dseed}"
 CELL = "results/cells/{run}/seed{dseed}/{ckpt}/{prune}"
-COPIES = CELL + "/{retrain}"
+COPIES = f"{CELL}/{{retrain}}"
 
 
 wildcard_constraints:
@@ -81,3 +81,27 @@ def study(name):
         return usable_study(STUDIES, BROKEN, name)
     except ConfigError as e:
         raise WorkflowError(f"config error: {e}")
+
+
+def previous_checkpoint(wc):
+    """A dense run is a chain of jobs, one per saved checkpoint, each continuing the last."""
+    prev = INDEX.run(wc.run).previous(wc.ckpt)
+    return [] if prev is None else [f"results/dense/{wc.run}/seed{wc.dseed}/{prev}.pt"]
+
+
+def study_inputs(kind):
+    def inputs(wc):
+        return [c.landscape_path if kind == "landscape" else f"{c.retrain_dir}/retrain_log.csv"
+                for _, _, c in study(wc.study).cells()]
+    return inputs
+
+
+def figure_inputs(wc):
+    if wc.figure not in FIGURES:
+        raise WorkflowError(f"no figure named {wc.figure!r} in config `figures`; figures: {sorted(FIGURES)}")
+    spec = FIGURES[wc.figure]
+    for name in [spec["study"]] if "study" in spec else spec["compare"]:
+        study(name)  # refuses a study that cannot run, naming why
+    if "study" in spec:
+        return {"pdf": f"results/studies/{spec['study']}/phase.pdf", "png": f"results/studies/{spec['study']}/phase.png"}
+    return {f"cells{i}": f"results/studies/{s}/cells.parquet" for i, s in enumerate(spec["compare"])}

@@ -1,9 +1,3 @@
-def previous_checkpoint(wc):
-    """A dense run is a chain of jobs, one per saved checkpoint, each continuing the last."""
-    prev = INDEX.run(wc.run).previous(wc.ckpt)
-    return [] if prev is None else [f"results/dense/{wc.run}/seed{wc.dseed}/{prev}.pt"]
-
-
 rule train_dense:
     """One segment of a dense run: from the previous checkpoint (or the seed's init) to this one."""
     input:

@@ -15,17 +15,6 @@ rule phase_diagram:
         "../workflow_scripts/phase_diagram.py"
 
 
-def figure_inputs(wc):
-    if wc.figure not in FIGURES:
-        raise WorkflowError(f"no figure named {wc.figure!r} in config `figures`; figures: {sorted(FIGURES)}")
-    spec = FIGURES[wc.figure]
-    for name in [spec["study"]] if "study" in spec else spec["compare"]:
-        study(name)  # refuses a study that cannot run, naming why
-    if "study" in spec:
-        return {"pdf": f"results/studies/{spec['study']}/phase.pdf", "png": f"results/studies/{spec['study']}/phase.png"}
-    return {f"cells{i}": f"results/studies/{s}/cells.parquet" for i, s in enumerate(spec["compare"])}
-
-
 rule paper_figure:
     """results/<figure>.pdf: a paper figure named in config `figures` (a study's phase diagram,
     or lines comparing studies such as Figure 13)."""

@@ -1,10 +1,3 @@
-def study_inputs(kind):
-    def inputs(wc):
-        return [c.landscape_path if kind == "landscape" else f"{c.retrain_dir}/retrain_log.csv"
-                for _, _, c in study(wc.study).cells()]
-    return inputs
-
-
 rule study_table:
     """One row per copy and per pair of every cell of a study, and a per-cell summary with regimes."""
     input:

@@ -112,7 +112,7 @@ def _torchvision(spec: DataSpec) -> ArrayDataset:
             if spec.download:
                 raise
             raise DataError(f"{spec.name} not found under data.root = {spec.root!r} ({e}). "
-                            f"Set data.download: true (or pass --config data.download=true) to fetch it, "
+                            f"Set data.download: true (add --configfile presets/download.yaml) to fetch it, "
                             f"or point data.root at an existing copy.") from None
 
     if spec.name in ("cifar10", "cifar100"):
@@ -216,6 +216,6 @@ def training_set_size(spec: DataSpec) -> int:
     marker, size = _TORCHVISION_FILES[spec.name]
     if not spec.download and not os.path.exists(os.path.join(spec.root, marker)):
         raise DataError(f"{spec.name} is not under data.root = {spec.root!r} (looked for {marker}) and "
-                        f"data.download is false. Set data.download: true (e.g. --config data.download=true) "
+                        f"data.download is false. Set data.download: true (add --configfile presets/download.yaml) "
                         f"or point data.root at an existing copy.")
     return size

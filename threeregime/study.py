@@ -319,6 +319,12 @@ def train_spec(section: dict, key: str) -> TrainSpec:
         for k in ("batch_size", "epochs", "iterations"):
             if k in kw:
                 kw[k] = whole(kw[k], f"{key}.{k}")
+        for k in ("lr", "momentum", "weight_decay", "rho", "gamma"):  # 0 and 0.0 must make one key
+            if k in kw:
+                if isinstance(kw[k], str):
+                    raise ConfigError(f"{key}.{k}: {kw[k]!r} is not a number (YAML reads 1e-3 as a string: "
+                                      f"write 1.0e-3)")
+                kw[k] = float(kw[k])
         if "milestones" in kw:
             kw["milestones"] = tuple(whole(m, f"{key}.milestones") for m in kw["milestones"])
         return TrainSpec(**kw)
