@@ -31,3 +31,18 @@ rule paper_figure:
         f"{LOGS}/paper_figure/{{figure}}.log",
     script:
         "../workflow_scripts/paper_figure.py"
+
+
+rule lmc_curves:
+    """Train error along the straight line between each pair of a cell's copies (LMC curves)."""
+    input:
+        f"{COPIES}/landscape_{{land}}.json",
+    output:
+        pdf=f"{COPIES}/lmc_curves_{{land}}.pdf",
+        png=f"{COPIES}/lmc_curves_{{land}}.png",
+    conda:
+        ENV
+    log:
+        f"{LOGS}/lmc_curves/{{run}}/seed{{dseed}}/{{ckpt}}/{{prune}}/{{retrain}}/{{land}}.log",
+    script:
+        "../workflow_scripts/lmc_curves.py"

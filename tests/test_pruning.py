@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from threeregime.models import ModelSpec, PreResNet
@@ -55,3 +56,33 @@ def test_preresnet20_has_the_papers_size():
 
     assert count_parameters(ModelSpec(depth=20)) == 272_282  # "0.27M parameters"
     assert count_parameters(ModelSpec(depth=20, width=2)) > 3 * 272_282
+
+
+def _preresnet_count(depth: int, width: float, classes: int = 10) -> int:
+    """Parameters by hand (the counting rule: every trainable tensor; BatchNorm's running
+    statistics are buffers, not parameters): a 3x3 stem conv, three stages of n = (depth-2)/6
+    pre-activation blocks (BN, 3x3 conv, BN, 3x3 conv; a 1x1 shortcut conv where the shape
+    changes), a final BN and a linear classifier with bias; convolutions have no bias."""
+    n = (depth - 2) // 6
+    c = [max(1, round(k * width)) for k in (16, 32, 64)]
+    total, cin = 3 * c[0] * 9, c[0]
+    for cout in c:
+        for i in range(n):
+            total += 2 * cin + cin * cout * 9 + 2 * cout + cout * cout * 9
+            if cin != cout:
+                total += cin * cout
+            cin = cout
+    return total + 2 * c[2] + c[2] * classes + classes
+
+
+@pytest.mark.parametrize("depth, width, count", [
+    (20, 0.5, 68_690), (20, 1, 272_282), (20, 2, 1_084_202), (20, 4, 4_326_986), (20, 6, 9_728_362),
+    (20, 8, 17_288_330), (32, 1, 466_714), (44, 1, 661_146), (56, 1, 855_578), (80, 1, 1_244_442),
+    (152, 1, 2_411_034),
+])
+def test_width_and_depth_variants_parameter_counts(depth, width, count):
+    """The width and depth load axes' models, pinned (PreResNet-20 at width 1: 272,282)."""
+    from threeregime.models import count_parameters
+
+    assert _preresnet_count(depth, width) == count
+    assert count_parameters(ModelSpec(depth=depth, width=width)) == count
