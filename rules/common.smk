@@ -1,23 +1,26 @@
+import os
 import sys
 
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
+from threeregime.configfiles import duplicate_keys  # noqa: E402
 from threeregime.data import DataError  # noqa: E402
 from threeregime.study import (  # noqa: E402
-    AXES,
-    approx_epochs,
     ConfigError,
     Index,
+    approx_epochs,
     check_data_sets,
-    landscape_key,
-    parse_prune_key,
     studies,
-    study_dir,
     usable_study,
 )
 
 
+# The config files this run reads: the workflow's own, then those given with --configfile.
+_problems = [p for f in [os.path.join(workflow.basedir, "config.yaml"), *workflow.config_settings.configfiles]
+             for p in duplicate_keys(str(f))]
+if _problems:
+    raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     STUDIES, BROKEN = studies(config)
@@ -64,6 +67,13 @@ onstart:
             if "retrain" in wc.keys():
                 bs = INDEX.retrain(wc["retrain"]).train.batch_size
                 batches[f"retrain.batch_size of {wc['retrain']}"] = (run.data.name, bs)
+    if ENGINE["device"] == "cuda" and workflow.local_exec and runs:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise WorkflowError("config error: engine.device is cuda, but this machine has no usable CUDA GPU "
+                                f"(torch {torch.__version__}, CUDA build {torch.version.cuda}). Set engine.device: "
+                                "auto (or cpu), or run on a GPU machine (profiles/local, profiles/slurm).")
     try:
         check_data_sets([INDEX.data_of(r) for r in runs], batches)
     except (ConfigError, DataError) as e:

@@ -67,3 +67,33 @@ def test_missing_cifar_without_download_says_how_to_fix(tmp_path):
 
     with pytest.raises(DataError, match="data.download"):
         load_dataset(DataSpec("cifar10", str(tmp_path), download=False))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("folder", "is a folder"),
+    ("truncated", "not a readable .npz file"),
+    ("garbage", "not a readable .npz file"),
+    ("npy", "single .npy array"),
+    ("negative_labels", "negative labels"),
+    ("empty", "holds no images"),
+])
+def test_bad_npz_files_name_data_root_and_the_fix(tmp_path, case, message):
+    x = np.zeros((10, 8, 8, 1), np.uint8)
+    y = np.arange(10) % 3
+    path = tmp_path / "d.npz"
+    if case == "folder":
+        path.mkdir()
+    elif case == "npy":
+        np.save(tmp_path / "d.npy", x)
+        (tmp_path / "d.npy").rename(path)
+    else:
+        ytr = y - 1 if case == "negative_labels" else y
+        xtr = x[:0] if case == "empty" else x
+        ytr = ytr[:0] if case == "empty" else ytr
+        np.savez(path, x_train=xtr, y_train=ytr, x_test=x, y_test=y)
+        if case == "truncated":
+            path.write_bytes(path.read_bytes()[:300])
+        if case == "garbage":
+            path.write_bytes(b"not a zip file at all" * 10)
+    with pytest.raises(DataError, match=message):
+        load_npz(str(path))

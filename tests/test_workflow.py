@@ -231,3 +231,24 @@ def test_bad_data_is_refused_before_any_job_runs(tmp_path, case):
     assert r.returncode != 0
     assert re.search(cfg[1], r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]
     assert not (tmp_path / "results").exists()  # refused before any job ran
+
+
+@pytest.mark.parametrize("case", ["duplicate_section", "duplicate_value", "cuda"])
+def test_yaml_surprises_and_missing_cuda_are_refused_before_any_job(tmp_path, case):
+    cfg = tmp_path / "cfg.yaml"
+    if case == "duplicate_section":
+        cfg.write_text(yaml.safe_dump(TINY) + "engine: {device: cpu}\n")
+        expect = r"cfg.yaml:\d+: key 'engine' is written twice"
+    elif case == "duplicate_value":
+        cfg.write_text("default_studies: [tiny]\ndefault_studies: [tiny]\n")
+        expect = r"cfg.yaml:2: key 'default_studies' is written twice in one section \(also on line 1\)"
+    else:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        cfg.write_text(yaml.safe_dump(tiny(engine={"device": "cuda"})))
+        expect = "engine.device is cuda, but this machine has no usable CUDA GPU"
+    r = smk("-d", str(tmp_path), "--cores", "1", "--configfile", str(cfg), check=False)
+    assert r.returncode != 0 and re.search(expect, r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]
+    assert not (tmp_path / "results").exists()

@@ -60,6 +60,12 @@ def _check_arrays(x_train, y_train, x_test, y_test, where: str) -> None:
                             f"got dtype {y.dtype} and shape {y.shape}")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{where}: train and test images differ in shape: {x_train.shape[1:]} vs {x_test.shape[1:]}")
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
+        if len(y) and y.min() < 0:
+            raise DataError(f"{where}: {name} has negative labels (min {int(y.min())}); labels must be class "
+                            f"indices 0, 1, ..., classes - 1")
+    if len(x_train) == 0:
+        raise DataError(f"{where}: x_train holds no images")
 
 
 def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -80,12 +86,23 @@ def from_arrays(x_train, y_train, x_test, y_test, where="arrays", mean=None, std
 def load_npz(path: str) -> ArrayDataset:
     if not os.path.exists(path):
         raise DataError(f"data.root: no such .npz file: {path}")
-    with np.load(path) as z:
-        missing = [k for k in NPZ_KEYS if k not in z.files]
-        if missing:
-            raise DataError(f"{path}: missing arrays {missing}; an .npz data set needs {list(NPZ_KEYS)} "
-                            f"(uint8 NHWC images, integer labels)")
-        arrays = [z[k] for k in NPZ_KEYS]
+    if os.path.isdir(path):
+        raise DataError(f"data.root: {path} is a folder; with data.name: npz, data.root is the .npz file itself")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise DataError(f"data.root: {path} is a single .npy array, not an .npz archive of {list(NPZ_KEYS)}")
+        with z:
+            missing = [k for k in NPZ_KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: missing arrays {missing}; an .npz data set needs {list(NPZ_KEYS)} "
+                                f"(uint8 NHWC images, integer labels)")
+            arrays = [z[k] for k in NPZ_KEYS]
+    except DataError:
+        raise
+    except Exception as e:  # a truncated or garbled archive raises BadZipFile, ValueError, EOFError, ...
+        raise DataError(f"data.root: {path} is not a readable .npz file ({type(e).__name__}: {e}); "
+                        f"write it again with numpy.savez") from None
     return from_arrays(*arrays, where=path)
 
 
