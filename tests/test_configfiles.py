@@ -5,7 +5,7 @@ def test_duplicate_keys_name_file_and_lines(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("a:\n  x: 1\n  y: 2\n  x: 3\nb: {z: 1}\nb: {z: 2}\nlist: [{k: 1}, {k: 2}]\n")
     found = duplicate_keys(str(p))
-    assert found == [f"{p}:4: key 'x' is written twice in one section (also on line 2); YAML keeps only the last "
+    assert sorted(found) == [f"{p}:4: key 'x' is written twice in one section (also on line 2); YAML keeps only the last "
                      "one: merge the two",
                      f"{p}:6: key 'b' is written twice in one section (also on line 5); YAML keeps only the last "
                      "one: merge the two"]
