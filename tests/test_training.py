@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -32,7 +33,7 @@ def test_fused_copies_match_separate_runs(cifar_small):
     another memory layout) moves weights by >1e-5 within 3 steps, fused or not.
     """
     spec, data, init = _setup(cifar_small, 192)  # 3 SGD steps of 64
-    hp = TrainSpec(epochs=1, batch_size=64, lr=0.01)
+    hp = TrainSpec(epochs=1, batch_size=64, lr=0.01, milestones=())
     fused, fh = train_copies(spec, [init] * 3, [1, 2, 3], data, hp, Engine(), **QUIET)
     for k, seed in enumerate((1, 2, 3)):
         (alone,), ah = train_copies(spec, [init], [seed], data, hp, Engine(), **QUIET)
@@ -67,7 +68,7 @@ def test_masks_hold_exactly_through_retraining(cifar_small):
     conv = {n: init[n] for n in PreResNet(spec).prunable()}
     masks = magnitude_masks(conv, 0.1, "uniform")
     pruned = apply_masks(init, masks)
-    hp = TrainSpec(epochs=2, batch_size=64, weight_decay=5e-4)
+    hp = TrainSpec(epochs=2, batch_size=64, weight_decay=5e-4, milestones=())
     states, _ = train_copies(spec, [pruned] * 2, [1, 2], data, hp, Engine(), masks=masks, **QUIET)
     for st in states:
         for name, m in masks.items():
@@ -106,7 +107,7 @@ def test_resumed_run_is_bitwise_equal(cifar_small, tmp_path):
 
 def test_resume_state_of_other_hyperparameters_is_ignored_with_a_log_line(cifar_small, tmp_path):
     spec, data, init = _setup(cifar_small, 128)
-    hp = TrainSpec(epochs=1, batch_size=64)
+    hp = TrainSpec(epochs=1, batch_size=64, milestones=())
     path = str(tmp_path / "resume.pt")
     train_copies(spec, [init], [1], data, hp, Engine(), resume_path=path, resume_meta={"lr": 0.1}, **QUIET)
     lines = []
@@ -137,10 +138,13 @@ def test_landscape_networks_per_pass_fit_gpu_memory():
     assert Engine().nets_per_eval_pass(ModelSpec(depth=8, in_channels=1), (8, 8), 30) == 30
 
 
-def test_compiled_training_matches_eager(cifar_small):
-    """engine.compile: the same training to float tolerance, checkpoints under the same names."""
+@pytest.mark.parametrize("optimizer, rho, tol", [("sgd", 0.0, 1e-4), ("sam", 0.05, 5e-4)])
+def test_compiled_training_matches_eager(cifar_small, optimizer, rho, tol):
+    """engine.compile: the same training to float tolerance, checkpoints under the same names.
+    SAM calls the compiled model twice a step (at w and at w + e); its second pass moves
+    float differences further (and BN running variances are large numbers): a looser bound."""
     spec, data, init = _setup(cifar_small, 160)  # 2 full steps and a last batch of 32: two graphs
-    hp = TrainSpec(epochs=1, batch_size=64, lr=0.01)
+    hp = TrainSpec(optimizer=optimizer, rho=rho, epochs=1, batch_size=64, lr=0.01, milestones=())
     eager, eh = train_copies(spec, [init] * 2, [1, 2], data, hp, Engine(), **QUIET)
     lines = []
     comp, ch = train_copies(spec, [init] * 2, [1, 2], data, hp, Engine(compile="default"), log=lines.append)
@@ -148,7 +152,7 @@ def test_compiled_training_matches_eager(cifar_small):
     for k in range(2):
         assert comp[k].keys() == eager[k].keys()
         diff = max((comp[k][n] - eager[k][n]).abs().max().item() for n in eager[k])
-        assert diff <= 1e-4, diff
+        assert diff <= tol, diff
         assert abs(ch[0].train_loss[k] - eh[0].train_loss[k]) < 1e-4
 
 
@@ -161,7 +165,7 @@ def test_failed_compile_falls_back_to_eager(cifar_small, monkeypatch):
         return call
 
     spec, data, init = _setup(cifar_small, 128)
-    hp = TrainSpec(epochs=2, batch_size=64, lr=0.01)
+    hp = TrainSpec(epochs=2, batch_size=64, lr=0.01, milestones=())
     eager, _ = train_copies(spec, [init] * 2, [1, 2], data, hp, Engine(), **QUIET)
     monkeypatch.setattr(training.torch, "compile", broken_compile)
     lines = []

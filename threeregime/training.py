@@ -1,10 +1,12 @@
 """Training and evaluation of K model copies at once (one grouped network, see models.py).
 
 Each copy has its own data order and augmentation (its own generator), its own BatchNorm
-statistics and its own optimizer state; SGD's update is elementwise, so one optimizer over
-the stacked parameters is K independent optimizers. Pruned weights are held at exactly
-zero by masking their gradients: with zero weight and zero gradient, weight decay and
-momentum contribute exactly zero as well.
+statistics and its own optimizer state; SGD's and Adam's updates are elementwise, so one
+optimizer over the stacked parameters is K independent optimizers, and SAM takes each copy's
+ascent step with that copy's own gradient norm. The optimizers live in OPTIMIZERS (one entry
+each: how to build it, how to take a step). Pruned weights are held at exactly zero by
+masking their gradients: with zero weight and zero gradient, weight decay, momentum and
+Adam's moments contribute exactly zero as well.
 
 The step loop never synchronises with the host: per-epoch sums stay on the device and are
 read once at the end of the epoch.
@@ -16,6 +18,7 @@ import contextlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,22 +38,90 @@ class DivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainSpec:
-    optimizer: str = "sgd"
+    """One training recipe: optimizer, learning-rate schedule and batch size.
+
+    Two schedules:
+      iterations == 0: `epochs` epochs over the whole training set (the last, partial batch of
+        each epoch included); `milestones` are epochs, the lr changes per epoch.
+      iterations > 0: exactly `iterations` optimizer steps of full batches (the paper's
+        batch-size temperature, Figure 7: 62,400 steps whatever the batch size). Each epoch
+        drops its last partial batch, so it has floor(N / B) steps; the run lasts
+        ceil(iterations / floor(N / B)) epochs, the last one possibly cut short; `milestones`
+        are step indices and the lr changes per step. `epochs` is ignored.
+    """
+
+    optimizer: str = "sgd"          # a key of OPTIMIZERS
     lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    momentum: float = 0.9           # sgd and sam; ignored by adam
+    weight_decay: float = 1e-4      # L2 added to the gradient (all optimizers)
     batch_size: int = 64
     epochs: int = 160
     milestones: tuple[int, ...] = (80, 120)
     gamma: float = 0.1
+    rho: float = 0.0                # SAM's neighbourhood size (optimizer sam; 0 = plain SGD)
+    iterations: int = 0             # > 0: a fixed-iteration schedule (see above)
 
     def __post_init__(self):
-        if self.optimizer != "sgd":
-            raise ValueError(f"optimizer: unknown optimizer {self.optimizer!r}; allowed: 'sgd'")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: unknown optimizer {self.optimizer!r}; allowed: "
+                             + ", ".join(repr(k) for k in OPTIMIZERS))
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0 (0: the epoch schedule), got {self.iterations}")
+        if not self.iterations and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not (self.rho >= 0):  # also refuses NaN
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
+        unit, horizon = ("iterations", self.iterations) if self.iterations else ("epochs", self.epochs)
+        ms = self.milestones
+        if any(b <= a for a, b in zip(ms, ms[1:])):
+            raise ValueError(f"milestones must be increasing, got {list(ms)}")
+        if ms and (ms[0] < 1 or ms[-1] >= horizon):
+            raise ValueError(f"milestones are {unit} here and must lie in 1..{horizon - 1} "
+                             f"({unit} = {horizon}), got {list(ms)}")
+
+    # --- schedule ------------------------------------------------------------------------
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimizer steps of a full epoch: ceil(N / B), or floor(N / B) for iteration schedules."""
+        if self.iterations:
+            steps = n_train // self.batch_size
+            if steps == 0:
+                raise ValueError(f"batch_size {self.batch_size} is larger than the training set ({n_train} images): "
+                                 f"a fixed-iteration schedule drops each epoch's partial batch, so an epoch "
+                                 f"would have no step")
+            return steps
+        return -(-n_train // self.batch_size)
+
+    def total_epochs(self, n_train: int) -> int:
+        """Epochs the run lasts (for iteration schedules the last one may be partial)."""
+        if self.iterations:
+            return -(-self.iterations // self.steps_per_epoch(n_train))
+        return self.epochs
+
+    def steps_in_epoch(self, epoch0: int, n_train: int) -> int:
+        """Optimizer steps of 0-based epoch `epoch0`."""
+        if not 0 <= epoch0 < self.total_epochs(n_train):
+            raise ValueError(f"epoch {epoch0} (0-based) is outside the schedule's "
+                             f"{self.total_epochs(n_train)} epochs")
+        spe = self.steps_per_epoch(n_train)
+        if self.iterations:
+            return min(spe, self.iterations - epoch0 * spe)
+        return spe
+
+    def lr_at_step(self, global_step: int, n_train: int) -> float:
+        """Learning rate of 0-based optimizer step `global_step` (counted over the whole run)."""
+        if self.iterations:
+            return self.lr * self.gamma ** sum(global_step >= m for m in self.milestones)
+        return self.lr_at(global_step // self.steps_per_epoch(n_train))
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of 0-based epoch `epoch` (multiplied by gamma at each milestone)."""
+        """Learning rate of 0-based epoch `epoch` of an epoch schedule (multiplied by gamma at
+        each milestone); iteration schedules change the lr per step: use lr_at_step."""
+        if self.iterations:
+            raise ValueError("lr_at(epoch) is for epoch schedules; this one counts iterations: use lr_at_step")
         return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
 
     def as_dict(self) -> dict:
@@ -240,45 +311,139 @@ def reestimate_bn(model: PreResNet, x_u8: torch.Tensor, data: DeviceData, engine
     model.eval()
 
 
-def train_step(model: PreResNet, opt, mask_pairs: list[tuple], data: DeviceData, plan: dict, start: int, stop: int,
-               engine: Engine, sums: torch.Tensor, autocast=None) -> None:
-    """One SGD step of every copy on positions start:stop of its epoch plan (gradients must
-    be zero); adds each copy's summed loss and error count to sums [K, 2], on the device."""
+# --- one training step, per optimizer ---------------------------------------------------------
+
+def _batch(data: DeviceData, plan: dict, start: int, stop: int, engine: Engine):
+    """Positions start:stop of every copy's epoch plan as model input [b, K*C, H, W] and labels [b, K]."""
     imgs, labels = data.augmented(plan, start, stop)     # [K, b, H, W, C], [K, b]
-    x = to_model_input(data.normalize(imgs), engine.channels_last)
+    return to_model_input(data.normalize(imgs), engine.channels_last), labels.t()
+
+
+def _loss_backward(model, x: torch.Tensor, y: torch.Tensor, engine: Engine, autocast=None):
+    """Forward and backward of the sum of the per-copy mean losses (so each copy's gradient is
+    that of its own mean loss); returns the logits [b, K, classes] and losses [b, K]."""
     with autocast or engine.autocast():
         out = model(x).float()                           # [b, K, classes]
-    y = labels.t()                                       # [b, K]
     losses = F.cross_entropy(out.permute(0, 2, 1), y, reduction="none")  # [b, K]
-    # Sum of the per-copy mean losses: each copy's gradient is its own mean loss's.
     losses.mean(0).sum().backward()
+    return out, losses
+
+
+def _mask_grads(mask_pairs: list[tuple]) -> None:
     if mask_pairs:
         torch._foreach_mul_([p.grad for p, _ in mask_pairs], [m for _, m in mask_pairs])
+
+
+@torch.no_grad()
+def _add_sums(sums: torch.Tensor, out: torch.Tensor, losses: torch.Tensor, y: torch.Tensor) -> None:
+    wrong = (out.argmax(-1) != y).sum(0)
+    sums += torch.stack([losses.detach().sum(0), wrong.to(losses.dtype)], 1)
+
+
+def train_step(model: PreResNet, opt, mask_pairs: list[tuple], data: DeviceData, plan: dict, start: int, stop: int,
+               engine: Engine, sums: torch.Tensor, autocast=None, hp: TrainSpec | None = None) -> None:
+    """One step of every copy with a first-order optimizer (SGD, Adam) on positions start:stop
+    of its epoch plan (gradients must be zero or None); adds each copy's summed loss and error
+    count to sums [K, 2], on the device."""
+    x, y = _batch(data, plan, start, stop, engine)
+    out, losses = _loss_backward(model, x, y, engine, autocast)
+    _mask_grads(mask_pairs)
     opt.step()
-    with torch.no_grad():
-        wrong = (out.argmax(-1) != y).sum(0)
-        sums += torch.stack([losses.detach().sum(0), wrong.to(losses.dtype)], 1)
+    _add_sums(sums, out, losses, y)
 
 
-def _first_compiled_step(compiled, model, opt, mask_pairs, data, plan, start, engine, sums, batch, log):
-    """Run the first step through torch.compile; if compilation fails (an unsupported
-    backend or toolchain), say so and train eagerly: a failed compile updates nothing, the
-    gradients are cleared and the step is redone."""
+def _bn_buffers(model) -> list[torch.Tensor]:
+    return [b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+
+
+def sam_step(model: PreResNet, opt, mask_pairs: list[tuple], data: DeviceData, plan: dict, start: int, stop: int,
+             engine: Engine, sums: torch.Tensor, autocast=None, hp: TrainSpec | None = None) -> None:
+    """One SAM step (Foret et al. 2021) of every copy around the SGD optimizer `opt`.
+
+    The loss gradient g at w (masked) gives each copy's ascent e = rho g / ||g||, with ||g||
+    the L2 norm over all of that copy's parameters (copy k is block k of dim 0 of every
+    parameter); the gradient at w + e (masked) is then applied from w by `opt`. BatchNorm
+    running statistics move in the first pass only, and the recorded loss and error are the
+    first pass's. With rho == 0 this is exactly train_step.
+    """
+    x, y = _batch(data, plan, start, stop, engine)
+    out, losses = _loss_backward(model, x, y, engine, autocast)
+    _mask_grads(mask_pairs)
+    if hp is not None and hp.rho > 0:
+        K = sums.shape[0]
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        bn = _bn_buffers(model)
+        with torch.no_grad():
+            grads = [p.grad for p in params]
+            sq = torch.stack([g.reshape(K, -1).float().square().sum(1) for g in grads]).sum(0)  # [K]
+            scale = hp.rho / sq.sqrt().clamp_min(1e-12)  # a zero gradient gives e = 0
+            saved = [p.detach().clone() for p in params]
+            bn_saved = [b.clone() for b in bn]
+            for p, g in zip(params, grads):
+                p.unflatten(0, (K, -1)).add_(g.unflatten(0, (K, -1)) * scale.view(K, *([1] * g.dim())).to(g.dtype))
+        opt.zero_grad(set_to_none=True)
+        _loss_backward(model, x, y, engine, autocast)
+        _mask_grads(mask_pairs)
+        with torch.no_grad():
+            torch._foreach_copy_(params, saved)
+            if bn:
+                torch._foreach_copy_(bn, bn_saved)
+    opt.step()
+    _add_sums(sums, out, losses, y)
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    """An optimizer of TrainSpec.optimizer: `build(params, hp)` makes the torch optimizer over
+    the fused model's parameters (it must act elementwise, so one optimizer over the stacked
+    copies is K independent ones), `step` does one training step with the signature of
+    train_step (gradients zero on entry; pruned weights must stay exactly zero)."""
+
+    build: Callable
+    step: Callable
+    description: str = ""
+
+
+def _sgd(params, hp: TrainSpec):
+    return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+
+def _adam(params, hp: TrainSpec):
+    # weight decay as L2 added to the gradient (torch Adam's weight_decay), as the paper's code
+    return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+OPTIMIZERS: dict[str, OptimizerEntry] = {
+    "sgd": OptimizerEntry(_sgd, train_step, "SGD with momentum and L2 weight decay"),
+    "adam": OptimizerEntry(_adam, train_step, "Adam (default betas, eps), L2 weight decay; momentum unused"),
+    "sam": OptimizerEntry(_sgd, sam_step, "SAM (per-copy ascent of size rho) around SGD"),
+}
+
+
+def _first_compiled_step(compiled, model, opt, run_step, log):
+    """Run the first step, `run_step(step_model)`, through torch.compile; if compilation fails
+    (an unsupported backend or toolchain), say so and train eagerly. The model's parameters and
+    buffers are restored from a snapshot (a SAM step may fail in its second pass, from w + e),
+    the gradients cleared and the step redone; the optimizer and the sums are only touched at
+    the end of a step."""
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
-        train_step(compiled, opt, mask_pairs, data, plan, start, start + batch, engine, sums)
+        run_step(compiled)
         return compiled
     except Exception as e:  # noqa: BLE001 - any compiler failure falls back to eager
         log(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); training eagerly. "
             "Set engine.compile: false to skip the attempt.")
+        model.load_state_dict(snapshot)
         opt.zero_grad(set_to_none=True)
-        train_step(model, opt, mask_pairs, data, plan, start, start + batch, engine, sums)
+        run_step(model)
         return model
 
 
 @dataclass
 class EpochRecord:
     epoch: int
-    lr: float
+    lr: float  # the lr at the epoch's first step
     train_loss: list[float]
     train_error: list[float]
     test_loss: list[float]
@@ -295,24 +460,74 @@ def _check_finite(record: EpochRecord, history: list[EpochRecord], seeds) -> Non
                                 history + [record])
 
 
+# --- full training state (resume files, segmented runs) -----------------------------------------
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def training_state(model: PreResNet, opt, gens: list[torch.Generator], history: list[EpochRecord], epoch: int,
+                   meta=None) -> dict:
+    """Everything needed to continue training after `epoch` (1-based, completed epochs), as
+    CPU copies: {"meta", "epoch", "model" (the fused state dict), "optimizer", "generators",
+    "history"}. The format of the resume file, and of train_copies' start_state/state_out."""
+    return {"meta": meta, "epoch": int(epoch), "model": _to_cpu(model.state_dict()),
+            "optimizer": _to_cpu(opt.state_dict()), "generators": [g.get_state().clone() for g in gens],
+            "history": [asdict(h) for h in history]}
+
+
+def _load_training_state(st: dict, model: PreResNet, opt, gens: list[torch.Generator]):
+    """Load a training_state into model, optimizer and generators; returns (history, epoch)."""
+    if len(st["generators"]) != len(gens):
+        raise ValueError(f"training state holds {len(st['generators'])} copies, this run trains {len(gens)}")
+    model.load_state_dict(st["model"])
+    # a copy: Optimizer.load_state_dict keeps the given tensors (when already on the right
+    # device) as its live state, which would change the caller's start_state in place
+    opt.load_state_dict(_to_cpu(st["optimizer"]))
+    for g, s in zip(gens, st["generators"]):
+        g.set_state(s)
+    return [EpochRecord(**h) for h in st["history"]], int(st["epoch"])
+
+
 def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], data: DeviceData,
                  hp: TrainSpec, engine: Engine, masks: dict[str, torch.Tensor] | None = None,
                  on_epoch=None, resume_path: str | None = None, resume_meta: dict | None = None,
-                 log=print) -> tuple[list[dict], list[EpochRecord]]:
+                 log=print, start_state: dict | None = None, stop_epoch: int | None = None,
+                 state_out: dict | None = None) -> tuple[list[dict], list[EpochRecord]]:
     """Train len(seeds) copies from init_states, each with its own data stream.
 
     on_epoch(epoch, model, history) runs after every epoch (1-based), e.g. to save checkpoints.
-    With resume_path, the full state (model, optimizer, generators, history) is written there
-    atomically after every epoch, and a run finding a state with matching resume_meta
-    continues from it.
+    With resume_path, the full state (training_state: model, optimizer, generators, history)
+    is written there atomically after every epoch, and a run finding a state with matching
+    resume_meta continues from it.
+
+    Segmented runs: start_state (a training_state, e.g. the state_out of an earlier call)
+    continues from its epoch instead of from init_states (a matching resume file still takes
+    priority); stop_epoch (1-based, default: the schedule's last) ends the call after that
+    epoch; state_out, a dict, receives the training_state at the end. Segments run one after
+    the other give bitwise the results of one uninterrupted run (on a deterministic device).
+    Returns each copy's state dict and the history of all epochs so far.
     """
     K = len(seeds)
+    n, B = data.n_train, hp.batch_size
+    total = hp.total_epochs(n)
+    stop = total if stop_epoch is None else int(stop_epoch)
+    if not 0 <= stop <= total:
+        raise ValueError(f"stop_epoch must lie in 0..{total} (the schedule's epochs), got {stop_epoch}")
+    entry = OPTIMIZERS[hp.optimizer]
     model = build_model(spec, init_states, engine)
-    opt = torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    opt = entry.build(model.parameters(), hp)
     mask_pairs = stacked_masks(model, masks, engine.device)
     gens = [torch.Generator(device=engine.device).manual_seed(int(s)) for s in seeds]
     history: list[EpochRecord] = []
     start = 0
+    st = None
     if resume_path and os.path.exists(resume_path):
         try:
             st = load_torch(resume_path)
@@ -323,50 +538,64 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
             log(f"ignoring resume state {resume_path}: it was written for other hyperparameters")
             st = None
         if st is not None:
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-            for g, s in zip(gens, st["generators"]):
-                g.set_state(s)
-            history = [EpochRecord(**h) for h in st["history"]]
-            start = st["epoch"]
+            history, start = _load_training_state(st, model, opt, gens)
             log(f"resumed from {resume_path} at epoch {start}")
+    if st is None and start_state is not None:
+        history, start = _load_training_state(start_state, model, opt, gens)
+        log(f"continuing from a training state at epoch {start}")
+    if start > stop:
+        raise ValueError(f"the training state is at epoch {start}, past stop_epoch {stop}")
 
-    n, B = data.n_train, hp.batch_size
+    spe = hp.steps_per_epoch(n)
     # The compiled module shares the model's parameters; states are read from `model`, so
-    # checkpoints keep their keys. Static shapes: the full batches and the epoch's last
-    # (smaller) batch are compiled once each.
+    # checkpoints keep their keys. Static shapes: the full batches and (epoch schedules) the
+    # epoch's last, smaller batch are compiled once each.
     step_model = torch.compile(model, mode=engine.compile, dynamic=False) if engine.compile else model
     compile_pending = bool(engine.compile)
-    for epoch in range(start, hp.epochs):
-        lr = hp.lr_at(epoch)
+    for epoch in range(start, stop):
+        steps = hp.steps_in_epoch(epoch, n)
+        first = epoch * spe
+        lr = epoch_lr = hp.lr_at_step(first, n)
         for g in opt.param_groups:
             g["lr"] = lr
         plans = [data.epoch_plan(g) for g in gens]
         plan = {key: torch.stack([p[key] for p in plans]) for key in plans[0]}
         model.train()
         sums = torch.zeros(K, 2, device=engine.device, dtype=torch.float64)
-        for s in range(0, n, B):
+        for i in range(steps):
+            if hp.iterations and i:
+                step_lr = hp.lr_at_step(first + i, n)
+                if step_lr != lr:
+                    lr = step_lr
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+            s = i * B
             opt.zero_grad(set_to_none=True)
+
+            def run_step(m, s=s):
+                entry.step(m, opt, mask_pairs, data, plan, s, s + B, engine, sums, hp=hp)
+
             if compile_pending:
-                step_model = _first_compiled_step(step_model, model, opt, mask_pairs, data, plan, s, engine, sums,
-                                                  B, log)
+                step_model = _first_compiled_step(step_model, model, opt, run_step, log)
                 compile_pending = False
                 continue
-            train_step(step_model, opt, mask_pairs, data, plan, s, s + B, engine, sums)
-        train = (sums / n).float().cpu()
+            run_step(step_model)
+        seen = min(steps * B, n)
+        train = (sums / seen).float().cpu()
         test = evaluate(model, data.x_test, data.y_test, data, engine).cpu()
-        rec = EpochRecord(epoch + 1, lr, train[:, 0].tolist(), train[:, 1].tolist(),
+        rec = EpochRecord(epoch + 1, epoch_lr, train[:, 0].tolist(), train[:, 1].tolist(),
                           test[:, 0].tolist(), test[:, 1].tolist())
         _check_finite(rec, history, seeds)
         history.append(rec)
-        log(f"epoch {epoch + 1}/{hp.epochs} lr {lr:.4g} train loss "
+        log(f"epoch {epoch + 1}/{total} lr {epoch_lr:.4g} train loss "
             + " ".join(f"{v:.4f}" for v in rec.train_loss)
             + " test err " + " ".join(f"{v:.4f}" for v in rec.test_error))
         if on_epoch is not None:
             on_epoch(epoch + 1, model, history)
         if resume_path:
-            save_torch({"meta": resume_meta, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens],
-                        "history": [asdict(h) for h in history]}, resume_path)
+            save_torch(training_state(model, opt, gens, history, epoch + 1, resume_meta), resume_path)
+    if state_out is not None:
+        state_out.clear()
+        state_out.update(training_state(model, opt, gens, history, stop, resume_meta))
     states = [{k: v.cpu() for k, v in model.copy_state(i).items()} for i in range(K)]
     return states, history
