@@ -7,14 +7,13 @@ measured it that way) and with each subset setting, and prints, per setting:
 the largest and mean |ΔLMC| over pairs, the number of cells whose mean LMC falls on the other
 side of lmc_epsilon, and the time per cell. Per-pair values go to --csv.
 
-    python benchmarks/lmc_subset_agreement.py --configfile my_study.yaml --workdir . \
+    python benchmarks/lmc_subset_agreement.py --configfile my_study.yaml --study NAME --workdir . \
         --settings 1000:1000,2000:2000,0:2000
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from threeregime.checkpoints import load_torch  # noqa: E402
 from threeregime.landscape import LandscapeSpec, landscape_metrics  # noqa: E402
 from threeregime.models import ModelSpec  # noqa: E402
 from threeregime.pipeline import device_data  # noqa: E402
-from threeregime.study import data_spec  # noqa: E402
+from threeregime.study import deep_merge, resolve_study  # noqa: E402
 from threeregime.training import Engine  # noqa: E402
 
 
@@ -39,32 +38,34 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item]
 
 
+def _copies(cell) -> tuple[ModelSpec, dict]:
+    ck = load_torch(os.path.join(cell["dir"], "retrained.pt"))
+    return ModelSpec(**ck["spec"]), {s: c["state_dict"] for s, c in ck["copies"].items()}
+
+
 def cross_pairs(cells, settings, data, engine, land) -> None:
     """LMC of copies from different temperatures: different dense starts, so a barrier."""
-    by_density = {}
-    for cell in cells:  # .../density<d>/epoch<e>/seed<s>
-        seed_dir = os.path.basename(cell)
-        epoch = int(os.path.basename(os.path.dirname(cell))[len("epoch"):])
-        density_dir = os.path.dirname(os.path.dirname(cell))
-        by_density.setdefault((density_dir, seed_dir), []).append((epoch, cell))
-    for (density_dir, _), found in sorted(by_density.items()):
-        (lo, a), (hi, b) = min(found), max(found)
+    by_load = {}
+    for cell in cells:
+        by_load.setdefault((cell["load"], cell["seed"]), []).append((cell["temperature"], cell))
+    for (load, _), found in sorted(by_load.items()):
+        (lo, a), (hi, b) = min(found, key=lambda x: x[0]), max(found, key=lambda x: x[0])
         if lo == hi:
             continue
-        ca, cb = (load_torch(os.path.join(c, "retrain1.pt")) for c in (a, b))
-        states = {1: ca["state_dict"], 2: cb["state_dict"]}
+        (spec, sa), (_, sb) = _copies(a), _copies(b)
+        states = {1: sa[min(sa)], 2: sb[min(sb)]}
         out = []
         for bn, err in settings:
-            what = LandscapeSpec(points=land.get("points", 11), bn_samples=bn, error_samples=err,
-                                 cka_samples=land.get("cka_samples", 6400))
-            res = landscape_metrics(ModelSpec(**ca["spec"]), states, data, engine, what)
+            what = LandscapeSpec(points=land.points, bn_samples=bn, error_samples=err, cka_samples=land.cka_samples)
+            res = landscape_metrics(spec, states, data, engine, what)
             out.append(f"{bn or 'all'}:{err or 'all'} {res['pairs'][0]['lmc']:+.4f}")
-        print(f"{os.path.basename(density_dir)}: epoch {lo} x epoch {hi} copies, LMC " + ", ".join(out), flush=True)
+        print(f"load {load:g}: temperature {lo:g} x {hi:g} copies, LMC " + ", ".join(out), flush=True)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configfile", required=True, help="the study's config (data, study, landscape, regimes)")
+    ap.add_argument("--configfile", required=True, help="a config file merged over config.yaml")
+    ap.add_argument("--study", required=True, help="the study whose finished cells are compared")
     ap.add_argument("--workdir", default=".", help="the folder holding results/")
     ap.add_argument("--settings", default="1000:1000,2000:2000", help="bn_samples:error_samples,...")
     ap.add_argument("--device", default="auto")
@@ -76,48 +77,44 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    with open(a.configfile) as f:
-        cfg = yaml.safe_load(f)
-    land = cfg.get("landscape", {})
-    eps = cfg.get("regimes", {}).get("lmc_epsilon", -0.05)
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    with open(os.path.join(root, "config.yaml")) as f, open(a.configfile) as g:
+        study = resolve_study(deep_merge(yaml.safe_load(f), yaml.safe_load(g)), a.study)
+    land, eps = study.base.landscape, study.regimes.get("lmc_epsilon", -0.05)
     engine = Engine.auto(a.device)
-    _, data = device_data(data_spec(cfg["data"]), engine, augment=False)
-    cells = sorted(os.path.dirname(p) for p in glob.glob(
-        os.path.join(a.workdir, "results", cfg["study"], "cells", "**", "landscape.json"), recursive=True))
+    _, data = device_data(study.data, engine, augment=False)
+    cells = [{"dir": os.path.join(a.workdir, c.retrain_dir), "landscape": os.path.join(a.workdir, c.landscape_path),
+              "temperature": t, "load": l, "seed": c.seed} for t, l, c in study.cells()]
+    cells = [c for c in cells if os.path.exists(c["landscape"])]
     if not cells:
-        sys.exit(f"no finished cells (landscape.json) under {a.workdir}/results/{cfg['study']}/cells")
+        sys.exit(f"no finished cells of study {a.study} under {a.workdir}/results/cells")
     print(f"{len(cells)} cells, {data.n_train} training images, {engine.describe()}")
     settings = [(0, 0)] + parse_settings(a.settings)
     if a.cross:
         return cross_pairs(cells, settings, data, engine, land)
     rows, seconds = [], {s: [] for s in settings}
     for cell in cells:
-        states, spec = {}, None
-        for p in sorted(glob.glob(os.path.join(cell, "retrain*.pt"))):
-            ck = load_torch(p)
-            states[int(os.path.basename(p)[len("retrain"):-3])] = ck["state_dict"]
-            spec = ModelSpec(**ck["spec"])
-        with open(os.path.join(cell, "landscape.json")) as f:
+        spec, states = _copies(cell)
+        with open(cell["landscape"]) as f:
             stored = json.load(f)
         for bn, err in settings:
             if (bn, err) == (0, 0) and stored.get("samples", {}).get("bn") == stored.get("samples", {}).get(
                     "error") == data.n_train:
                 # the workflow already measured this cell on the whole set: use its values
                 for pr in stored["pairs"]:
-                    rows.append({"cell": os.path.relpath(cell, a.workdir), "bn": data.n_train,
+                    rows.append({"cell": f"T{cell['temperature']:g} L{cell['load']:g} s{cell['seed']}", "bn": data.n_train,
                                  "error": data.n_train, "setting": "0:0",
                                  "pair": f"{pr['seed_a']}-{pr['seed_b']}", "lmc": pr["lmc"]})
                 continue
-            what = LandscapeSpec(points=land.get("points", 11), bn_samples=bn, error_samples=err,
-                                 cka_samples=land.get("cka_samples", 6400))
+            what = LandscapeSpec(points=land.points, bn_samples=bn, error_samples=err, cka_samples=land.cka_samples)
             t0 = time.perf_counter()
             res = landscape_metrics(spec, states, data, engine, what)
             seconds[(bn, err)].append(time.perf_counter() - t0)
             for pr in res["pairs"]:
-                rows.append({"cell": os.path.relpath(cell, a.workdir), "bn": res["samples"]["bn"],
+                rows.append({"cell": f"T{cell['temperature']:g} L{cell['load']:g} s{cell['seed']}", "bn": res["samples"]["bn"],
                              "error": res["samples"]["error"], "setting": f"{bn}:{err}",
                              "pair": f"{pr['seed_a']}-{pr['seed_b']}", "lmc": pr["lmc"]})
-        name = os.path.relpath(cell, a.workdir)
+        name = f"T{cell['temperature']:g} L{cell['load']:g} s{cell['seed']}"
         mine = pd.DataFrame([r for r in rows if r["cell"] == name]).groupby("setting", sort=False).lmc.mean()
         print(f"{name}: mean LMC " + ", ".join(f"{k} {v:+.4f}" for k, v in mine.items()))
     df = pd.DataFrame(rows)
