@@ -104,7 +104,7 @@ class DenseRun:
     @property
     def key(self) -> str:
         t = self.train
-        sched = f"it{t.iterations}" if t.iterations else f"e{t.epochs}"
+        sched = schedule_key(t)
         opt = t.optimizer + (f"{fmt(t.rho)}" if t.optimizer == "sam" else "")
         return (f"{self.data.key()}_{self.model.arch}{self.model.depth}w{fmt(self.model.width)}_{opt}_"
                 f"bs{t.batch_size}_{sched}-{digest(self.as_dict())}")
@@ -126,6 +126,11 @@ class DenseRun:
     def segment_epochs(self, ckpt: str) -> int:
         """Epochs a segment job trains (approximate for iteration schedules: 50,000 images)."""
         return approx_epochs(self.train) if self.train.iterations else self.checkpoint_every
+
+
+def schedule_key(t: TrainSpec) -> str:
+    """The schedule in a path: 'e160' (epochs) or 'it62400' (a fixed number of steps)."""
+    return f"it{t.iterations}" if t.iterations else f"e{t.epochs}"
 
 
 def _model_dict(m: ModelSpec) -> dict:
@@ -155,7 +160,7 @@ class RetrainSpec:
     @property
     def key(self) -> str:
         t = self.train
-        sched = f"it{t.iterations}" if t.iterations else f"e{t.epochs}"
+        sched = schedule_key(t)
         return f"{t.optimizer}_bs{t.batch_size}_{sched}_x{len(self.seeds)}-{digest(self.as_dict())}"
 
 
