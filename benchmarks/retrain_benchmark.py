@@ -287,7 +287,7 @@ def profile_fused(spec, state, masks, seeds, data_full: ArrayDataset, hp, engine
         if busy < 0.5 * wall:
             log("profile: GPU idle most of the time -> the step loop is CPU/launch bound")
         if out_dir:
-            prof.export_chrome_trace(os.path.join(out_dir, "trace.json"))
+            prof.export_chrome_trace(os.path.join(out_dir, "trace.json.gz"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,6 +356,53 @@ def machine_name(dev) -> str:
     return s + f"; torch {torch.__version__}; load average {load:.1f}"
 
 
+def hardware_ceilings(dev) -> dict:
+    """Measured ceilings of this device: a large bf16 (GPU) / fp32 (CPU) matrix product's
+    FLOP/s and a large device-to-device copy's bytes/s (bytes read + bytes written),
+    each the median of timed repeats after warm-up, on random data (zeros run faster)."""
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    n = 8192 if dev.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+    src = torch.randn(1 << (28 if dev.type == "cuda" else 24), device=dev)  # 1 GiB / 64 MiB
+    dst = torch.empty_like(src)
+
+    def median_time(fn, reps):
+        for _ in range(3):
+            fn()
+        ts = []
+        for _ in range(reps):
+            sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            sync(dev)
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts))
+
+    mm = median_time(lambda: a @ b, 10)
+    cp = median_time(lambda: dst.copy_(src), 10)
+    return {"matmul_flops": 2 * n ** 3 / mm, "copy_bytes": 2 * src.numel() * src.element_size() / cp,
+            "dtype": str(dtype).replace("torch.", "")}
+
+
+def flops_per_model_epoch(spec: ModelSpec, ds: ArrayDataset, batch: int, dev) -> tuple[float, float]:
+    """(training FLOPs, test FLOPs) of one model over one epoch: forward + backward of every
+    training image and forward of every test image, counted by torch's FlopCounterMode on
+    the dense network (magnitude-pruned weights are zeros in dense kernels: the GPU does the
+    same work at any density). Convolutions and the linear layer only; BN, ReLU, the loss and
+    the optimizer step are memory traffic, not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = PreResNet(spec, 1).to(dev)
+    x = torch.randn(batch, spec.in_channels, *ds.image_shape[:2], device=dev)
+    y = torch.randint(0, spec.num_classes, (batch,), device=dev)
+    with FlopCounterMode(display=False) as fwd_bwd:
+        F.cross_entropy(model(x)[:, 0], y).backward()
+    with torch.no_grad(), FlopCounterMode(display=False) as fwd:
+        model.eval()(x)
+    per_img_train, per_img_test = fwd_bwd.get_total_flops() / batch, fwd.get_total_flops() / batch
+    return per_img_train * len(ds.y_train), per_img_test * len(ds.y_test)
+
+
 # --------------------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -372,7 +419,7 @@ def main(argv=None):
     p.add_argument("--copies", type=int, default=3, help="retrain seeds per cell")
     p.add_argument("--density", type=float, default=0.05)
     p.add_argument("--skip", default="", help="comma list of upstream,fused,sequential,lmc to skip")
-    p.add_argument("--extra", default="", help="comma list of graphed,compile,scan,lmcvar,profile,digits,nchw,evalbatch")
+    p.add_argument("--extra", default="", help="comma list of ceilings,graphed,compile,scan,lmcvar,profile,digits,nchw,evalbatch")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for --extra compile")
     p.add_argument("--scan-copies", default="9,27", help="copies fused per pass for --extra scan")
     p.add_argument("--lmc-samples", default=f"{LandscapeSpec.bn_samples}:{LandscapeSpec.error_samples}",
@@ -413,6 +460,15 @@ def main(argv=None):
     seeds = list(range(1, a.copies + 1))
     data = DeviceData(ds, dev, 4, True)
     R = {}  # name -> model-epochs/s on the full epoch
+    ceil = None
+    if "ceilings" in extra:
+        ceil = hardware_ceilings(dev)
+        train_f, test_f = flops_per_model_epoch(spec, full, hp.batch_size, dev)
+        log(f"RESULT ceilings: {ceil['dtype']} matrix product {ceil['matmul_flops'] / 1e12:.1f} TFLOP/s, "
+            f"device copy {ceil['copy_bytes'] / 1e12:.2f} TB/s (read + write)")
+        log(f"RESULT FLOPs per model-epoch: {train_f / 1e12:.2f} TFLOP training (fwd+bwd of {n_full} images) + "
+            f"{test_f / 1e12:.3f} TFLOP test pass = {(train_f + test_f) / 1e12:.2f} TFLOP; floor at the measured "
+            f"matrix rate {(train_f + test_f) / ceil['matmul_flops']:.3f} s per model-epoch")
 
     if "upstream" not in skip:
         log(f"\n== (a) upstream recipe: DataLoader(num_workers={a.workers}), PIL transforms, custom_from_mask")
@@ -576,6 +632,12 @@ def main(argv=None):
             log(f"{name:<34s} {v:10.3f} {1 / v:10.2f} {vs}")
     if "fused" in R and "sequential" in R:
         log(f"fused / sequential: {R['fused'] / R['sequential']:.2f}x")
+    if ceil is not None:
+        floor = (train_f + test_f) / ceil["matmul_flops"]
+        for name, key in rows:
+            if key in R and not key.startswith("digits"):
+                log(f"  {name:<32s} {100 * floor * R[key]:6.2f}% of the {ceil['dtype']} matrix-product rate "
+                    f"({(train_f + test_f) * R[key] / 1e12:.1f} TFLOP/s achieved)")
     if "nchw_fused" in R:
         log(f"NCHW fused / sequential: {R['nchw_fused'] / R['nchw_seq']:.2f}x; channels_last / NCHW: "
             f"{R.get('fused', float('nan')) / R['nchw_fused']:.2f}x fused, "

@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""Projected device-hours of every study in the config, from rates measured on this machine.
+
+For each study (default: every study of config.yaml that resolves), the script lists the
+work the workflow would do for the whole grid, with the same study code the Snakefile uses
+(`threeregime.study`): dense runs (one model per seed, all checkpoint segments), retraining
+(one job per cell, its seeds as fused copies) and landscape metrics (one job per cell). Work
+shared between studies (Figure 12 reuses Figure 2's dense runs, ρ = 0 shares the SGD run) is
+counted in each study that needs it, as a user running only that study would pay it.
+
+Rates are measured here, per distinct training configuration (architecture, width, depth,
+batch size, optimizer, copies per pass): `threeregime.training.train_copies` on synthetic
+uint8 data of the data set's shapes, truncated to --steps steps per epoch, two epochs, the
+second timed (the first holds cuDNN autotuning and allocator growth), scaled to the full
+epoch (training and test pass). Landscape metrics are timed once per distinct (model, number
+of seeds, landscape settings) with `threeregime.landscape.landscape_metrics` on the full-size
+synthetic set. Per-job overhead (a fresh Python process importing torch and the library and
+initialising the device) is measured once and charged to every job.
+
+  python benchmarks/study_projection.py                       # every study of config.yaml
+  python benchmarks/study_projection.py --studies epochs_density,batch_density --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import replace
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from threeregime import landscape, study as st  # noqa: E402
+from threeregime.data import CIFAR_MEAN, CIFAR_STD, DeviceData, from_arrays  # noqa: E402
+from threeregime.models import ModelSpec, PreResNet  # noqa: E402
+from threeregime.training import Engine, train_copies  # noqa: E402
+
+# Image counts and classes of the data sets the studies name (train, test, classes).
+SHAPES = {"cifar10": (50000, 10000, 10), "cifar100": (50000, 10000, 100), "svhn": (73257, 26032, 10)}
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def synthetic(name: str, n_train: int | None = None, n_test: int | None = None):
+    tr, te, classes = SHAPES[name]
+    n_train, n_test = n_train or tr, n_test or te
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n_train + n_test, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, classes, n_train + n_test)
+    return from_arrays(x[:n_train], y[:n_train], x[n_train:], y[n_train:], where="synthetic",
+                       mean=CIFAR_MEAN, std=CIFAR_STD)
+
+
+def model_of(run: st.DenseRun, classes: int) -> ModelSpec:
+    return replace(run.model, in_channels=3, num_classes=classes)
+
+
+def work_of(study: st.Study) -> dict:
+    """Model-epochs per training configuration, landscape cells per configuration, job counts."""
+    dense = defaultdict(float)   # (data, model, batch, optimizer, rho, copies) -> model-epochs
+    retrain = defaultdict(float)
+    lmc = defaultdict(int)       # (data, model, seeds, landscape) -> cells
+    jobs = defaultdict(int)
+    dense_seen, cells_seen = set(), set()
+    for _, _, cell in study.cells():
+        run, data = cell.run, cell.run.data.name
+        n_train = SHAPES[data][0]
+        model = model_of(run, SHAPES[data][2])
+        if (run.key, cell.seed) not in dense_seen:
+            dense_seen.add((run.key, cell.seed))
+            epochs = st.approx_epochs(run.train, n_train) if run.train.iterations else run.train.epochs
+            dense[(data, model, run.train.batch_size, run.train.optimizer, run.train.rho, 1)] += epochs
+            jobs["dense"] += len(run.checkpoints())
+        if cell.retrain_dir in cells_seen:
+            continue
+        cells_seen.add(cell.retrain_dir)
+        r = cell.retrain.train
+        k = len(cell.retrain.seeds)
+        epochs = st.approx_epochs(r, n_train) if r.iterations else r.epochs
+        retrain[(data, model, r.batch_size, r.optimizer, r.rho, k)] += k * epochs
+        lmc[(data, model, k, cell.landscape)] += 1
+        jobs["prune"] += 1  # at most: prune jobs are per (dense checkpoint, density), shared by retrain specs
+        jobs["retrain"] += 1
+        jobs["landscape"] += 1
+    return {"dense": dense, "retrain": retrain, "lmc": lmc, "jobs": jobs}
+
+
+def time_training(key, engine: Engine, steps: int) -> float:
+    """Seconds per model-epoch (full epoch, training + test pass) of one configuration."""
+    data_name, model, batch, optimizer, rho, k = key
+    tr, te, _ = SHAPES[data_name]
+    n = min(tr, steps * batch)
+    ds = synthetic(data_name, n, max(1, round(te * n / tr)))
+    data = DeviceData(ds, engine.device, 4, True)
+    hp = st.TrainSpec(epochs=2, batch_size=batch, optimizer=optimizer, rho=rho, milestones=())
+    torch.manual_seed(0)
+    init = PreResNet(model, 1).copy_state(0)
+    marks = []
+
+    def on_epoch(epoch, _model, _history):
+        sync(engine.device)
+        marks.append(time.perf_counter())
+
+    sync(engine.device)
+    marks.append(time.perf_counter())
+    train_copies(model, [init] * k, list(range(1, k + 1)), data, hp, engine, on_epoch=on_epoch, log=lambda *a: None)
+    epoch2 = marks[2] - marks[1]
+    return epoch2 * (tr / n) / k
+
+
+def time_landscape(key, engine: Engine, full: dict) -> float:
+    """Seconds for one cell's landscape_metrics."""
+    data_name, model, k, what = key
+    if data_name not in full:
+        full[data_name] = DeviceData(synthetic(data_name), engine.device)
+    torch.manual_seed(0)
+    states = {s: PreResNet(model, 1).copy_state(0) for s in range(1, k + 1)}
+    landscape.landscape_metrics(model, states, full[data_name], engine, replace(what, points=3))  # warm-up
+    sync(engine.device)
+    t0 = time.perf_counter()
+    landscape.landscape_metrics(model, states, full[data_name], engine, what)
+    sync(engine.device)
+    return time.perf_counter() - t0
+
+
+def job_overhead(device: str) -> float:
+    """Seconds a job spends before work: Python start, imports, device initialisation (median of 3)."""
+    code = ("import torch, threeregime.pipeline, threeregime.study; "
+            f"torch.zeros(1, device={device!r}).sum().item()")
+    ts = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True,
+                       env={**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")})
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def describe(key) -> str:
+    data_name, model, batch, optimizer, rho, k = key
+    opt = f"sam{rho:g}" if optimizer == "sam" else optimizer
+    return f"{data_name} {model.arch}{model.depth} w{model.width:g} bs{batch} {opt} K={k}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configfile", default="config.yaml")
+    p.add_argument("--studies", default="", help="comma list (default: every study that resolves)")
+    p.add_argument("--steps", type=int, default=40, help="training steps per timed epoch")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-landscape", action="store_true", help="skip timing the landscape metrics")
+    a = p.parse_args(argv)
+
+    with open(a.configfile) as f:
+        config = yaml.safe_load(f)
+    ok, broken = st.studies(config)
+    names = [s for s in a.studies.split(",") if s] or [n for n in ok if n in config["studies"]]
+    for n in names:
+        if n not in ok:
+            raise SystemExit(f"study {n!r} cannot be projected: {broken.get(n, 'not in the config')}")
+    engine = Engine.auto(a.device)
+    torch.backends.cudnn.benchmark = False
+    dev = engine.device
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    log(f"device: {gpu}; torch {torch.__version__}; engine {engine.describe()}; {a.steps} steps per timed epoch")
+
+    works = {}
+    for n in names:
+        if any(c.run.data.name not in SHAPES for _, _, c in ok[n].cells()[:1]):
+            log(f"skip {n}: data set {ok[n].base.run.data.name!r} has no known full-size shape")
+            continue
+        works[n] = work_of(ok[n])
+
+    overhead = job_overhead(dev.type)
+    log(f"per-job overhead (python + imports + device init): {overhead:.2f} s")
+    rates, lmc_times, full = {}, {}, {}
+    for w in works.values():
+        for key in [*w["dense"], *w["retrain"]]:
+            if key not in rates:
+                rates[key] = time_training(key, engine, a.steps)
+                log(f"RATE {describe(key):<44s} {rates[key]:8.3f} s per model-epoch")
+        if not a.no_landscape:
+            for key in w["lmc"]:
+                if key not in lmc_times:
+                    lmc_times[key] = time_landscape(key, engine, full)
+                    m = key[1]
+                    log(f"LMC  {key[0]} {m.arch}{m.depth} w{m.width:g} {key[2]} seeds: {lmc_times[key]:8.2f} s per cell")
+
+    unit = "GPU-h" if dev.type == "cuda" else "CPU-h"
+    log(f"\n== projected {unit} per study on {gpu} (whole grid, nothing cached)")
+    log(f"{'study':<24s} {'dense':>8s} {'retrain':>8s} {'LMC/CKA':>8s} {'jobs':>6s} {'overhead':>8s} {'total':>8s}")
+    for n, w in works.items():
+        dense = sum(me * rates[k] for k, me in w["dense"].items()) / 3600
+        retrain = sum(me * rates[k] for k, me in w["retrain"].items()) / 3600
+        lmc = sum(c * lmc_times.get(k, 0.0) for k, c in w["lmc"].items()) / 3600
+        njobs = sum(w["jobs"].values())
+        over = njobs * overhead / 3600
+        log(f"{n:<24s} {dense:8.2f} {retrain:8.2f} {lmc:8.2f} {njobs:6d} {over:8.2f} "
+            f"{dense + retrain + lmc + over:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
