@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 PARTS=${1:-env,tests,bench,projection,snakemake}
-BENCH_ARGS=${BENCH_ARGS:-"--synthetic-cifar --workers 8 --epochs 3 --extra ceilings,graphed,compile,scan,lmcvar,profile --profile-steps 30"}
+BENCH_ARGS=${BENCH_ARGS:-"--synthetic-cifar --workers 8 --epochs 3 --extra ceilings,eager,compile,scan,lmcvar,profile --profile-steps 30"}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 has() { [[ ",$PARTS," == *",$1,"* ]]; }
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }

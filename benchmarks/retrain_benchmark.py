@@ -12,8 +12,9 @@ Runs, one after the other in one process on the same machine:
   sequential  the same, K calls with one seed each.
   lmc         threeregime.landscape.landscape_metrics on the K copies (K*(K-1)/2 pairs).
 
-Optional variants (--extra): `graphed` (the fused step loop captured in one CUDA graph, a
-copy of train_copies' loop in this file), `compile` (torch.compile of the grouped model),
+Optional variants (--extra): `ceilings` (measured matrix-product and copy rates, FLOPs per
+model-epoch, each variant's fraction of the matrix rate), `eager` (CUDA: without the CUDA
+graph that Engine.auto uses on GPUs, fused and K=1), `compile` (torch.compile of the grouped model),
 `scan` (fused with more copies, --scan-copies), `lmcvar` (landscape variants: the whole
 training set as in the paper's code, bigger eval batches), `profile` (torch.profiler of the fused loop),
 `digits` (fused vs sequential at the digits demo scale), `nchw` (ours in the contiguous
@@ -25,7 +26,7 @@ allocator growth) and is reported separately; the rates are from the following e
 Every epoch includes one evaluation pass over the test set, as both recipes do.
 
   python benchmarks/retrain_benchmark.py                    # CPU: ../shared/data/cifar10_mini.npz
-  python benchmarks/retrain_benchmark.py --synthetic-cifar --workers 8 --extra graphed,compile,scan
+  python benchmarks/retrain_benchmark.py --synthetic-cifar --workers 8 --extra ceilings,eager,compile,scan
 """
 
 from __future__ import annotations
@@ -204,63 +205,6 @@ def run_ours(spec, state, masks, seeds, data, hp, engine, label, trainer=None,
     return times, states
 
 
-def train_graphed(spec, init_states, seeds, data, hp, engine, masks=None, on_epoch=None, log=print, **_):
-    """train_copies' step loop with the whole step (augment, forward, backward, mask, SGD step,
-    metric sums) captured once in a CUDA graph and replayed; per step the host only copies
-    the step's slice of the epoch plan into static buffers and replays. Drops the last
-    partial batch (n % B images) and assumes a constant lr (recapture per milestone)."""
-    from threeregime.training import EpochRecord, evaluate
-
-    K, dev = len(seeds), engine.device
-    model = build_model(spec, init_states, engine)
-    opt = torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
-                          foreach=True)
-    mask_pairs = stacked_masks(model, masks, dev)
-    gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
-    n, B = data.n_train, hp.batch_size
-    sums = torch.zeros(K, 2, device=dev, dtype=torch.float64)
-    ac = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if engine.bf16
-          else contextlib.nullcontext())
-
-    def plan_now():
-        plans = [data.epoch_plan(g) for g in gens]
-        return {key: torch.stack([p[key] for p in plans]) for key in plans[0]}
-
-    static = {k: v[:, :B].clone() for k, v in plan_now().items()}
-
-    def step():
-        training.train_step(model, opt, mask_pairs, data, static, 0, B, engine, sums, autocast=ac)
-
-    model.train()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):  # warm-up steps (they train, as a benchmark we don't mind)
-        for _ in range(3):
-            opt.zero_grad(set_to_none=True)
-            step()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        step()
-    history = []
-    for epoch in range(hp.epochs):
-        plan = plan_now()
-        model.train()
-        sums.zero_()
-        for st in range(0, n - B + 1, B):
-            for k in static:
-                static[k].copy_(plan[k][:, st:st + B])
-            graph.replay()
-        train = (sums / (n - n % B)).float().cpu()
-        test = evaluate(model, data.x_test, data.y_test, data, engine).cpu()
-        history.append(EpochRecord(epoch + 1, hp.lr, train[:, 0].tolist(), train[:, 1].tolist(),
-                                   test[:, 0].tolist(), test[:, 1].tolist()))
-        if on_epoch is not None:
-            on_epoch(epoch + 1, model, history)
-    return [model.copy_state(i) for i in range(K)], history
-
-
 def profile_fused(spec, state, masks, seeds, data_full: ArrayDataset, hp, engine, steps: int, out_dir: str | None):
     """torch.profiler over `steps` fused training steps (after a warm-up epoch of the same size)."""
     from torch.profiler import ProfilerActivity, profile
@@ -419,7 +363,7 @@ def main(argv=None):
     p.add_argument("--copies", type=int, default=3, help="retrain seeds per cell")
     p.add_argument("--density", type=float, default=0.05)
     p.add_argument("--skip", default="", help="comma list of upstream,fused,sequential,lmc to skip")
-    p.add_argument("--extra", default="", help="comma list of ceilings,graphed,compile,scan,lmcvar,profile,digits,nchw,evalbatch")
+    p.add_argument("--extra", default="", help="comma list of ceilings,eager,compile,scan,lmcvar,profile,digits,nchw,evalbatch")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for --extra compile")
     p.add_argument("--scan-copies", default="9,27", help="copies fused per pass for --extra scan")
     p.add_argument("--lmc-samples", default=f"{LandscapeSpec.bn_samples}:{LandscapeSpec.error_samples}",
@@ -492,17 +436,15 @@ def main(argv=None):
         R["sequential"] = a.copies / (sum(steady(t) for t in ts) * scale)
         rate_line("ours sequential (K=1 x3)", R["sequential"], sum(t[0] for t in ts))
 
-    if "graphed" in extra and dev.type == "cuda":
-        log(f"\n== ours fused, whole step in one CUDA graph (copy of the step loop)")
-        try:
-            t, _ = run_ours(spec, state, masks, seeds, data, hp, engine, "graphed", trainer=train_graphed)
-            R["graphed"] = a.copies / (steady(t) * scale)
-            rate_line(f"ours fused+CUDA graph", R["graphed"], t[0])
-            t1, _ = run_ours(spec, state, masks, [1], data, hp, engine, "graphed K=1", trainer=train_graphed)
-            R["graphed1"] = 1 / (steady(t1) * scale)
-            rate_line(f"ours K=1+CUDA graph", R["graphed1"], t1[0])
-        except Exception as e:  # noqa: BLE001 - report and go on
-            log(f"graphed variant failed: {type(e).__name__}: {e}")
+    if "eager" in extra and engine.cuda_graph:
+        log(f"\n== ours without CUDA graphs (engine.cuda_graph: false): {a.copies} copies fused, then one")
+        eng = replace(engine, cuda_graph=False)
+        t, _ = run_ours(spec, state, masks, seeds, data, hp, eng, f"eager K={a.copies}")
+        R["eager"] = a.copies / (steady(t) * scale)
+        rate_line(f"ours fused, eager", R["eager"], t[0])
+        t1, _ = run_ours(spec, state, masks, [1], data, hp, eng, "eager K=1")
+        R["eager1"] = 1 / (steady(t1) * scale)
+        rate_line(f"ours K=1, eager", R["eager1"], t1[0])
 
     if "nchw" in extra:
         log("\n== ours in the contiguous (NCHW) layout (Engine.auto uses channels_last)")
@@ -619,8 +561,8 @@ def main(argv=None):
     rows = [("upstream (DataLoader, 1 model)", "upstream"), (f"ours fused K={a.copies}", "fused"),
             (f"ours sequential K=1 x{a.copies}", "sequential"),
             (f"ours fused K={a.copies}, NCHW", "nchw_fused"), ("ours sequential, NCHW", "nchw_seq"),
-            ("ours fused + CUDA graph", "graphed"),
-            ("ours K=1 + CUDA graph", "graphed1"), (f"ours fused + compile", "compile")]
+            (f"ours fused K={a.copies}, eager (no CUDA graph)", "eager"),
+            ("ours K=1, eager (no CUDA graph)", "eager1"), (f"ours fused + compile", "compile")]
     rows += [(f"ours fused K={k}", f"fused{k}") for k in a.scan_copies.split(",") if k]
     rows += [(f"digits fused K={a.copies}", "digits_fused"), ("digits sequential", "digits_seq")]
     base = R.get("upstream")
@@ -661,9 +603,9 @@ def main(argv=None):
     # models on a CPU): project with the variant it would run.
     ours = "fused" if engine.copies_for(spec, tuple(full.image_shape[:2]), a.copies) > 1 else "sequential"
     for name, key in (("upstream", "upstream"), (f"ours ({ours}, as the workflow runs)", ours),
-                      ("ours fused+CUDA graph", "graphed"), ("ours fused+compile", "compile")):
+                      ("ours eager (no CUDA graph)", "eager"), ("ours fused+compile", "compile")):
         if key in R and dense_rate:
-            d_rate = R["graphed1"] if key == "graphed" and "graphed1" in R else (
+            d_rate = R["eager1"] if key == "eager" and "eager1" in R else (
                 R[key] if key == "upstream" else dense_rate)
             h = (retrain_me / R[key] + dense_me / d_rate) / 3600 + lmc_h
             log(f"  {name:<24s} {h:8.1f} {unit}")

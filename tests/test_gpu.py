@@ -94,3 +94,48 @@ def test_landscape_metrics_bf16_agree_with_fp32(cifar_small):
               f"CKA bf16 {p16['cka']:.4f} fp32 {p32['cka']:.4f}")
         assert abs(p16["lmc"] - p32["lmc"]) <= 0.02   # train-error fractions: a few images of 640
         assert abs(p16["cka"] - p32["cka"]) <= 0.02
+
+
+def _max_diff(a: list[dict], b: list[dict]) -> float:
+    return max((x[n].float() - y[n].float()).abs().max().item() for x, y in zip(a, b) for n in x)
+
+
+@pytest.mark.parametrize("optimizer, iterations, bf16", [
+    ("sgd", 0, False), ("sgd", 0, True), ("sam", 0, True), ("sgd", 14, True), ("adam", 0, True)])
+def test_cuda_graph_training_equals_eager(cifar_small, optimizer, iterations, bf16):
+    """engine.cuda_graph (the GPU default) trains what the eager loop trains.
+
+    200 images at batch 64: three full steps (replayed from the graph after the warm-up steps)
+    and a last batch of 8 (eager) per epoch; a milestone after epoch 2 (a recapture at the new
+    learning rate); with iterations=14 a fixed-step schedule whose milestone falls inside an
+    epoch. Adam is not graphable and must run eagerly, the same either way.
+    """
+    spec, data, init = _setup(cifar_small, 200)
+    hp = TrainSpec(epochs=4, batch_size=64, lr=0.02, milestones=(2,), optimizer=optimizer,
+                   rho=0.05 if optimizer == "sam" else 0.0, iterations=iterations)
+    if iterations:
+        hp = TrainSpec(batch_size=64, lr=0.02, milestones=(7,), iterations=iterations, epochs=1)
+    runs = {}
+    for graph in (False, True):
+        engine = Engine(torch.device("cuda"), bf16=bf16, channels_last=True, eval_batch_size=2000, cuda_graph=graph)
+        runs[graph] = train_copies(spec, [init] * 3, [1, 2, 3], data, hp, engine, **QUIET)
+    diff = _max_diff(runs[True][0], runs[False][0])
+    print(f"{optimizer} iterations={iterations} bf16={bf16}: max |graph - eager| {diff:.3e}; train loss "
+          f"{runs[True][1][-1].train_loss} vs {runs[False][1][-1].train_loss}")
+    assert diff <= 1e-6
+    losses = [[v for h in runs[g][1] for v in h.train_loss] for g in (True, False)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+
+
+def test_cuda_graph_segmented_run_equals_one_run(cifar_small):
+    """A dense run in two segments (two jobs, two captures) equals one run, with graphs on."""
+    spec, data, init = _setup(cifar_small, 200)
+    hp = TrainSpec(epochs=4, batch_size=64, lr=0.02, milestones=(2,))
+    engine = Engine(torch.device("cuda"), bf16=True, channels_last=True, eval_batch_size=2000, cuda_graph=True)
+    whole, _ = train_copies(spec, [init], [1], data, hp, engine, **QUIET)
+    state = {}
+    train_copies(spec, [init], [1], data, hp, engine, stop_epoch=2, state_out=state, **QUIET)
+    parts, _ = train_copies(spec, [init], [1], data, hp, engine, start_state=state, **QUIET)
+    diff = _max_diff(whole, parts)
+    print(f"segmented vs one run with CUDA graphs: max diff {diff:.3e}")
+    assert diff <= 1e-6

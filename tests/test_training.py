@@ -173,3 +173,10 @@ def test_failed_compile_falls_back_to_eager(cifar_small, monkeypatch):
     assert [ln for ln in lines if "torch.compile failed (RuntimeError: no C++ compiler found)" in ln]
     for k in range(2):
         assert all(torch.equal(fell_back[k][n], eager[k][n]) for n in eager[k])
+
+
+def test_cuda_graphs_are_the_gpu_default_and_off_elsewhere():
+    assert Engine.auto("cuda").cuda_graph
+    assert not Engine.auto("cuda", cuda_graph=False).cuda_graph    # engine.cuda_graph: false
+    assert not Engine.auto("cuda", compile="reduce-overhead").cuda_graph  # compile brings its own
+    assert not Engine.auto("cpu").cuda_graph

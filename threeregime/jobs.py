@@ -38,6 +38,6 @@ def start_job(smk, engine_cfg: dict | None = None) -> tuple[JobLog, Engine]:
 
         device = select_device(log=log)
     engine = Engine.auto(device, cfg.get("precision", "auto"), cfg.get("eval_batch_size", 0),
-                         cfg.get("copies_per_pass", 0), cfg.get("compile", False))
+                         cfg.get("copies_per_pass", 0), cfg.get("compile", False), cfg.get("cuda_graph", True))
     log(f"job {smk.rule}: {engine.describe()}, {torch.get_num_threads()} threads")
     return log, engine

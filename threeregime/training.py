@@ -140,10 +140,11 @@ class Engine:
     eval_batch_size: int = 1000
     copies_per_pass: int = 0  # 0: all copies of a job in one fused pass
     compile: str = ""         # a torch.compile mode for the training step ("" = eager); evaluation stays eager
+    cuda_graph: bool = False  # capture the training step in a CUDA graph and replay it (CUDA only)
 
     @staticmethod
     def auto(device: str = "auto", precision: str = "auto", eval_batch_size: int = 0,
-             copies_per_pass: int = 0, compile: bool | str = False) -> "Engine":
+             copies_per_pass: int = 0, compile: bool | str = False, cuda_graph: bool = True) -> "Engine":
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dev = torch.device(device)
@@ -156,7 +157,12 @@ class Engine:
             # ran 1.1-1.9x faster at batch 100-500 than at 1000 (large activations thrash the
             # allocator); a GPU wants large batches.
             eval_batch_size = 2000 if dev.type == "cuda" else 256
-        return Engine(dev, bf16, True, eval_batch_size, copies_per_pass, mode)
+        # CUDA graphs by default on a GPU: the eager step of PreResNet-20 launches ~600 kernels
+        # of a few microseconds each and kept an H100 7 % busy; replaying the captured step was
+        # 4.9x faster (benchmarks/README.md). torch.compile brings its own graphs (mode
+        # reduce-overhead) and is not combined with ours. cuda_graph=False turns them off.
+        graph = bool(cuda_graph) and dev.type == "cuda" and not mode
+        return Engine(dev, bf16, True, eval_batch_size, copies_per_pass, mode, graph)
 
     def copies_for(self, spec: ModelSpec, image_hw: tuple[int, int], copies: int) -> int:
         """How many copies to fuse per pass (engine.copies_per_pass, or chosen per device).
@@ -186,15 +192,18 @@ class Engine:
         per_net = self.eval_batch_size * spec.stage_channels[0] * image_hw[0] * image_hw[1] * (2 if self.bf16 else 4)
         return max(1, min(fused, (2 << 30) // per_net))
 
-    def autocast(self):
+    def autocast(self, cache: bool = True):
+        """bf16 autocast, or nothing. cache=False for CUDA-graph capture: autocast's cache of
+        cast weights would be freed at the end of the captured region."""
         if not self.bf16:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=cache)
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
         return (f"device={self.device} ({name}), bf16={self.bf16}, channels_last={self.channels_last}"
-                + (f", torch.compile(mode={self.compile!r})" if self.compile else ""))
+                + (f", torch.compile(mode={self.compile!r})" if self.compile else "")
+                + (", CUDA graph" if self.cuda_graph else ""))
 
 
 def to_model_input(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -403,6 +412,7 @@ class OptimizerEntry:
     build: Callable
     step: Callable
     description: str = ""
+    graphable: bool = True  # its step can be captured in a CUDA graph (engine.cuda_graph)
 
 
 def _sgd(params, hp: TrainSpec):
@@ -416,7 +426,9 @@ def _adam(params, hp: TrainSpec):
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry(_sgd, train_step, "SGD with momentum and L2 weight decay"),
-    "adam": OptimizerEntry(_adam, train_step, "Adam (default betas, eps), L2 weight decay; momentum unused"),
+    # Adam keeps its step count on the host (capturable=False, the default): eager on GPUs too.
+    "adam": OptimizerEntry(_adam, train_step, "Adam (default betas, eps), L2 weight decay; momentum unused",
+                           graphable=False),
     "sam": OptimizerEntry(_sgd, sam_step, "SAM (per-copy ascent of size rho) around SGD"),
 }
 
@@ -495,6 +507,51 @@ def _load_training_state(st: dict, model: PreResNet, opt, gens: list[torch.Gener
     return [EpochRecord(**h) for h in st["history"]], int(st["epoch"])
 
 
+class _GraphedStep:
+    """The full-batch training step captured in a CUDA graph and replayed (engine.cuda_graph).
+
+    Why: eagerly, a fused PreResNet-20 step is ~600 kernel launches of a few microseconds
+    each, and the host cannot issue them as fast as an H100 runs them (7 % GPU-busy measured);
+    one replay issues them all. How: the step reads its images through static plan buffers
+    (this step's slice of every copy's epoch plan is copied in before each replay) and adds
+    to a persistent `sums`. The first WARMUP steps run eagerly on a side stream (lazy
+    initialisation: optimizer state, cuDNN handles), then the step is captured and replayed.
+    SGD bakes the learning rate into its kernels, so a new rate (a milestone) recaptures. A
+    capture records without running: the step that triggers it replays right after. Steps of
+    another shape (the epoch's last, smaller batch) run eagerly on the same tensors.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, run_step, opt, plan: dict, batch: int):
+        self.run_step, self.opt, self.B = run_step, opt, batch
+        self.static = {k: torch.empty((v.shape[0], batch) + tuple(v.shape[2:]), dtype=v.dtype, device=v.device)
+                       for k, v in plan.items()}
+        self.graph, self.pool, self.lr, self.warmup = None, None, None, self.WARMUP
+
+    def __call__(self, plan: dict, start: int, lr: float) -> None:
+        for k, buf in self.static.items():
+            buf.copy_(plan[k][:, start:start + self.B])
+        if self.graph is not None and lr == self.lr:
+            self.graph.replay()
+            return
+        self.graph = None  # the rate changed: recapture below (the pool is reused)
+        self.opt.zero_grad(set_to_none=True)
+        if self.warmup:
+            self.warmup -= 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.run_step(self.static, 0, self.B)
+            torch.cuda.current_stream().wait_stream(side)
+            return
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self.run_step(self.static, 0, self.B)
+        self.graph, self.pool, self.lr = graph, graph.pool(), lr
+        graph.replay()
+
+
 def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], data: DeviceData,
                  hp: TrainSpec, engine: Engine, masks: dict[str, torch.Tensor] | None = None,
                  on_epoch=None, resume_path: str | None = None, resume_meta: dict | None = None,
@@ -552,6 +609,8 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
     # epoch's last, smaller batch are compiled once each.
     step_model = torch.compile(model, mode=engine.compile, dynamic=False) if engine.compile else model
     compile_pending = bool(engine.compile)
+    sums = torch.zeros(K, 2, device=engine.device, dtype=torch.float64)  # persistent: graphs add to it
+    graphed = None
     for epoch in range(start, stop):
         steps = hp.steps_in_epoch(epoch, n)
         first = epoch * spe
@@ -561,7 +620,13 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
         plans = [data.epoch_plan(g) for g in gens]
         plan = {key: torch.stack([p[key] for p in plans]) for key in plans[0]}
         model.train()
-        sums = torch.zeros(K, 2, device=engine.device, dtype=torch.float64)
+        sums.zero_()
+        if (engine.cuda_graph and engine.device.type == "cuda" and entry.graphable and not engine.compile
+                and graphed is None):
+            def graph_step(p, a, b):
+                entry.step(model, opt, mask_pairs, data, p, a, b, engine, sums, autocast=engine.autocast(cache=False),
+                           hp=hp)
+            graphed = _GraphedStep(graph_step, opt, plan, B)
         for i in range(steps):
             if hp.iterations and i:
                 step_lr = hp.lr_at_step(first + i, n)
@@ -570,6 +635,9 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
                     for g in opt.param_groups:
                         g["lr"] = lr
             s = i * B
+            if graphed is not None and min(s + B, n) - s == B:
+                graphed(plan, s, lr)
+                continue
             opt.zero_grad(set_to_none=True)
 
             def run_step(m, s=s):
