@@ -527,7 +527,7 @@ class _GraphedStep:
         self.run_step, self.opt, self.B = run_step, opt, batch
         self.static = {k: torch.empty((v.shape[0], batch) + tuple(v.shape[2:]), dtype=v.dtype, device=v.device)
                        for k, v in plan.items()}
-        self.graph, self.pool, self.lr, self.warmup = None, None, None, self.WARMUP
+        self.graph, self.lr, self.warmup = None, None, self.WARMUP
 
     def __call__(self, plan: dict, start: int, lr: float) -> None:
         for k, buf in self.static.items():
@@ -535,7 +535,10 @@ class _GraphedStep:
         if self.graph is not None and lr == self.lr:
             self.graph.replay()
             return
-        self.graph = None  # the rate changed: recapture below (the pool is reused)
+        # The rate changed (or first capture): drop the old graph, which frees its memory
+        # pool, then capture into a new one. (Capturing into the pool of a graph that was
+        # just freed trips an allocator assertion, seen on an H100 with torch 2.11.)
+        self.graph = None
         self.opt.zero_grad(set_to_none=True)
         if self.warmup:
             self.warmup -= 1
@@ -546,9 +549,9 @@ class _GraphedStep:
             torch.cuda.current_stream().wait_stream(side)
             return
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph):
             self.run_step(self.static, 0, self.B)
-        self.graph, self.pool, self.lr = graph, graph.pool(), lr
+        self.graph, self.lr = graph, lr
         graph.replay()
 
 
