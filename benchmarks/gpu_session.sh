@@ -19,8 +19,8 @@ stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 if has env; then
   { stamp env; nvidia-smi; python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
-    torchvision.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version());
-    print(torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0))"; nproc; free -g; } >"$OUT/env.txt" 2>&1
+torchvision.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version());
+print(torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0))"; nproc; free -g; } >"$OUT/env.txt" 2>&1
 fi
 if has tests; then
   stamp tests
