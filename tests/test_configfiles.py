@@ -22,3 +22,22 @@ def test_syntax_error_names_file_line_and_column(tmp_path):
     p.write_text("a:\n  b: {c: 1\n  d: 2\n")
     (msg,) = duplicate_keys(str(p))
     assert msg.startswith(f"{p}:") and "YAML syntax error" in msg
+
+
+def test_command_line_check_points_at_the_broken_line(tmp_path, repo_root):
+    """Snakemake says only "Config file is not valid JSON or YAML"; the README's troubleshooting
+    command says where."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default_studies: [epochs_density]\nstudies:\n  x: {temperature: [1, 2}\n")
+    r = subprocess.run([sys.executable, "-m", "threeregime.configfiles", str(bad), str(tmp_path / "missing.yaml")],
+                       cwd=repo_root, capture_output=True, text=True)
+    assert r.returncode == 1
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"{bad}:3:") and "YAML syntax error" in lines[0]
+    assert lines[1].startswith(f"{tmp_path / 'missing.yaml'}: cannot be read")
+    ok = subprocess.run([sys.executable, "-m", "threeregime.configfiles", "config.yaml", "presets/demo.yaml"],
+                        cwd=repo_root, capture_output=True, text=True)
+    assert ok.returncode == 0 and "valid YAML" in ok.stdout

@@ -46,3 +46,36 @@ def duplicate_keys(path: str) -> list[str]:
             loader.dispose()
     return [f"{path}:{second}: key {key!r} is written twice in one section (also on line {first}); "
             f"YAML keeps only the last one: merge the two" for key, first, second in loader.duplicates]
+
+
+def check_files(paths: list[str]) -> list[str]:
+    """Every problem of the given config files: YAML syntax errors (file:line:column) and keys
+    written twice; missing files are named too."""
+    problems = []
+    for path in paths:
+        try:
+            problems += duplicate_keys(path)
+        except OSError as e:
+            problems.append(f"{path}: cannot be read ({e.strerror})")
+    return problems
+
+
+def main(argv=None) -> int:
+    """`python -m threeregime.configfiles FILE...`: where a config file's YAML is broken.
+
+    Snakemake reads --configfile files before the workflow starts and reports a syntax error
+    only as "Config file is not valid JSON or YAML", without file or line; this says where.
+    """
+    import sys
+
+    paths = list(sys.argv[1:] if argv is None else argv) or ["config.yaml"]
+    problems = check_files(paths)
+    for p in problems:
+        print(p)
+    if not problems:
+        print(f"{', '.join(paths)}: valid YAML, no key written twice")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
