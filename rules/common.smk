@@ -4,7 +4,7 @@ import sys
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
-from threeregime.configfiles import duplicate_keys  # noqa: E402
+from threeregime.configfiles import duplicate_keys, schema_problems  # noqa: E402
 from threeregime.data import DataError  # noqa: E402
 from threeregime.study import (  # noqa: E402
     ConfigError,
@@ -19,6 +19,11 @@ from threeregime.study import (  # noqa: E402
 # The config files this run reads: the workflow's own, then those given with --configfile.
 _problems = [p for f in [os.path.join(workflow.basedir, "config.yaml"), *workflow.config_settings.configfiles]
              for p in duplicate_keys(str(f))]
+if _problems:
+    raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
+# Our own message first (the key as written in YAML, a hint for numbers YAML reads as
+# strings), then Snakemake's validation for anything it would add.
+_problems = schema_problems(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 if _problems:
     raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")

@@ -41,3 +41,21 @@ def test_command_line_check_points_at_the_broken_line(tmp_path, repo_root):
     ok = subprocess.run([sys.executable, "-m", "threeregime.configfiles", "config.yaml", "presets/demo.yaml"],
                         cwd=repo_root, capture_output=True, text=True)
     assert ok.returncode == 0 and "valid YAML" in ok.stdout
+
+
+def test_schema_problems_name_the_key_and_explain_yaml_strings(repo_root):
+    import yaml
+
+    from threeregime.configfiles import schema_problems
+
+    schema = str(repo_root / "schemas" / "config.schema.yaml")
+    config = yaml.safe_load((repo_root / "config.yaml").read_text())
+    assert schema_problems(config, schema) == []
+    config["defaults"]["train"]["lr"] = "1e-3"          # what YAML makes of `lr: 1e-3`
+    config["engine"]["device"] = "gpu"
+    config["engine"]["compile"] = "fastest"
+    problems = schema_problems(config, schema)
+    assert problems[0].startswith("defaults.train.lr: '1e-3' is not of type 'number' (YAML reads 1e-3 as a string")
+    assert problems[1].startswith("engine.compile: ")
+    assert problems[2] == "engine.device: 'gpu' is not one of ['auto', 'cpu', 'cuda']"
+    assert len(problems) == 3

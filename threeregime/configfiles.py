@@ -79,3 +79,29 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def schema_problems(config: dict, schema_path: str) -> list[str]:
+    """The config's violations of the JSON schema, one line each, naming the key as written
+    in YAML (`defaults.train.lr`) and, for a number written so that YAML reads a string
+    (`1e-3`), how to write it."""
+    import jsonschema
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        # anyOf/oneOf: the most specific reason
+        err = jsonschema.exceptions.best_match([err]) if err.context else err
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        msg = f"{key}: {err.message}"
+        if isinstance(err.instance, str) and err.validator in ("type", "anyOf", "oneOf"):
+            try:
+                float(err.instance)
+                msg += (f" (YAML reads {err.instance} as a string: write it with a decimal point and a signed "
+                        f"exponent, e.g. 1.0e-3, or as 0.001)")
+            except ValueError:
+                pass
+        problems.append(msg)
+    return problems
