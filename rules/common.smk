@@ -33,8 +33,8 @@ except ConfigError as e:
     raise WorkflowError(f"config error: {e}")
 if BROKEN:
     # Not an error until one of their targets is asked for (see threeregime.study.studies).
-    print(f"note: {len(BROKEN)} studies cannot run with this config and are skipped unless asked for: "
-          f"{', '.join(sorted(BROKEN))}", file=sys.stderr)
+    print(f"note: {len(BROKEN)} studies cannot run with this config and are skipped unless asked for:\n"
+          + "\n".join(f"  {n}: {BROKEN[n]}" for n in sorted(BROKEN)), file=sys.stderr)
 
 INDEX = Index.of(STUDIES)
 FIGURES = config.get("figures", {})
