@@ -5,6 +5,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import ROOT
 from threeregime.data import DeviceData, from_arrays
 from threeregime.models import ARCHITECTURES, ModelSpec, build_network, cat_copies, count_parameters
 from threeregime.pruning import apply_masks, magnitude_masks
@@ -101,3 +102,22 @@ def test_cpu_fuses_only_small_first_activations():
     assert cpu.copies_for(ModelSpec("densenet", 40), (32, 32), 3) == 1
     assert cpu.copies_for(ModelSpec("vgg", 11, 0.125, in_channels=1), (8, 8), 3) == 3
     assert cpu.copies_for(ModelSpec("densenet", 10, 0.5, in_channels=1), (8, 8), 3) == 3
+
+
+def test_depth_axis_takes_each_architectures_depths():
+    from threeregime.study import ConfigError, resolve_study
+
+    def study(arch, depths):  # the base depth must exist too (the axis replaces it per cell)
+        return {"defaults": {"model": {"arch": arch, "depth": depths[0]}, "seeds": {"dense": [1], "retrain": [1, 2]}},
+                "studies": {"s": {"temperature": {"axis": "epochs", "values": [160]},
+                                  "load": {"axis": "depth", "values": depths}}}}
+
+    base = yaml.safe_load(open(ROOT / "config.yaml").read())
+    from threeregime.study import deep_merge
+
+    s = resolve_study(deep_merge(base, study("vgg", [11, 19])), "s")
+    assert [c.run.model.depth for _, _, c in s.cells()] == [11, 19]
+    s = resolve_study(deep_merge(base, study("densenet", [40, 100])), "s")
+    assert [c.run.key.split("_")[1] for _, _, c in s.cells()] == ["densenet40w1", "densenet100w1"]
+    with pytest.raises(ConfigError, match="studies.s.depth: model.depth of vgg must be one of 11, 13, 16, 19"):
+        resolve_study(deep_merge(base, study("vgg", [11, 20])), "s")
