@@ -42,11 +42,12 @@ def test_pruning_acts_on_every_conv_and_not_the_classifier(arch, depth, convs):
         assert conv_weights == 20_018_880
 
 
-def test_cat_copies_keeps_each_copys_channels_together():
-    a = torch.arange(2 * 6).view(1, 6, 1, 2).float()       # K=2 copies of 3 channels
-    b = 100 + torch.arange(2 * 4).view(1, 4, 1, 2).float()  # K=2 copies of 2 channels
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_cat_copies_keeps_each_copys_channels_together(layout):
+    a = torch.arange(6 * 6).view(1, 6, 3, 2).float().contiguous(memory_format=layout)  # K=2 copies of 3 ch.
+    b = 100 + torch.arange(4 * 6).view(1, 4, 3, 2).float().contiguous(memory_format=layout)  # K=2 of 2
     out = cat_copies(a, b, 2)
-    assert out.shape == (1, 10, 1, 2)
+    assert out.shape == (1, 10, 3, 2) and out.is_contiguous(memory_format=layout)
     for k in range(2):
         assert torch.equal(out[:, 5 * k:5 * k + 3], a[:, 3 * k:3 * k + 3])
         assert torch.equal(out[:, 5 * k + 3:5 * k + 5], b[:, 2 * k:2 * k + 2])
@@ -62,15 +63,17 @@ def _setup(ds, arch, depth, width):
 
 @pytest.mark.parametrize("arch, depth, width", [("vgg", 11, 0.125), ("densenet", 10, 0.5)])
 def test_fused_copies_match_separate_runs(cifar_small, arch, depth, width):
-    """Three pruned copies in one grouped network = three separate runs (3 SGD steps each)."""
+    """Three pruned copies in one grouped network = three separate runs (3 SGD steps each),
+    in channels_last as the workflow runs on CPUs and GPUs (Engine.auto)."""
     spec, data, init = _setup(cifar_small, arch, depth, width)
     masks = magnitude_masks({n: init[n] for n in build_network(spec).prunable()}, 0.3, "uniform")
     init = apply_masks(init, masks)
     hp = TrainSpec(epochs=1, batch_size=64, lr=0.01, milestones=())
-    fused, fh = train_copies(spec, [init] * 3, [1, 2, 3], data, hp, Engine(), masks=masks, **QUIET)
+    engine = Engine(channels_last=True)
+    fused, fh = train_copies(spec, [init] * 3, [1, 2, 3], data, hp, engine, masks=masks, **QUIET)
     names = [n for n, _ in build_network(spec).named_parameters()]
     for k, seed in enumerate((1, 2, 3)):
-        (alone,), ah = train_copies(spec, [init], [seed], data, hp, Engine(), masks=masks, **QUIET)
+        (alone,), ah = train_copies(spec, [init], [seed], data, hp, engine, masks=masks, **QUIET)
         diff = max((fused[k][n] - alone[n]).abs().max().item() for n in names)
         assert diff <= 1e-5, (seed, diff)
         assert abs(fh[0].train_loss[k] - ah[0].train_loss[0]) < 1e-5

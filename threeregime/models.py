@@ -226,7 +226,17 @@ class VGG(FusedNetwork):
 def cat_copies(a: torch.Tensor, b: torch.Tensor, copies: int) -> torch.Tensor:
     """Channel concatenation of fused activations that keeps each copy's channels together:
     [N, K*Ca, H, W] and [N, K*Cb, H, W] -> [N, K*(Ca+Cb), H, W] with copy k's Ca then Cb
-    channels in block k (a plain torch.cat on dim 1 would put all copies of `a` first)."""
+    channels in block k (a plain torch.cat on dim 1 would put all copies of `a` first).
+
+    The result keeps the inputs' memory layout: in channels_last, channels are the innermost
+    dimension, so the copies are interleaved there (no conversion to NCHW and back per layer).
+    """
+    if copies == 1:
+        return torch.cat([a, b], 1)
+    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        a, b = a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)     # [N, H, W, K*C], contiguous
+        out = torch.cat([a.unflatten(3, (copies, -1)), b.unflatten(3, (copies, -1))], 4).flatten(3, 4)
+        return out.permute(0, 3, 1, 2)                          # [N, K*(Ca+Cb), H, W], channels_last
     return torch.cat([a.unflatten(1, (copies, -1)), b.unflatten(1, (copies, -1))], 2).flatten(1, 2)
 
 
