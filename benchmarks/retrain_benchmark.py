@@ -27,6 +27,7 @@ Every epoch includes one evaluation pass over the test set, as both recipes do.
 
   python benchmarks/retrain_benchmark.py                    # CPU: ../shared/data/cifar10_mini.npz
   python benchmarks/retrain_benchmark.py --synthetic-cifar --workers 8 --extra ceilings,eager,compile,scan
+  python benchmarks/retrain_benchmark.py --arch vgg --synthetic-cifar --steps 3 --skip lmc --clock cpu --threads 1
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from threeregime import landscape, training  # noqa: E402
 from threeregime.data import (CIFAR_MEAN, CIFAR_STD, ArrayDataset, DeviceData, from_arrays,  # noqa: E402
                               load_digits_dataset, load_npz)
 from threeregime.landscape import LandscapeSpec  # noqa: E402
-from threeregime.models import ModelSpec, PreResNet  # noqa: E402
+from threeregime.models import ARCHITECTURES, ModelSpec, build_network  # noqa: E402
 from threeregime.pruning import magnitude_masks  # noqa: E402
 from threeregime.training import Engine, TrainSpec, build_model, stacked_masks  # noqa: E402
 
@@ -193,13 +194,13 @@ def run_ours(spec, state, masks, seeds, data, hp, engine, label, trainer=None,
 
     def on_epoch(epoch, model, history):
         sync(engine.device)
-        now = time.perf_counter()
+        now = CLOCK()
         times.append(now - last[0])
         log(f"  {label} epoch {epoch}: {times[-1]:.2f} s (train loss "
             + " ".join(f"{v:.3f}" for v in history[-1].train_loss) + ")")
-        last[0] = time.perf_counter()
+        last[0] = CLOCK()
 
-    last[0] = time.perf_counter()
+    last[0] = CLOCK()
     states, _ = trainer(spec, [state] * len(seeds), seeds, data, hp, engine, masks=masks, on_epoch=on_epoch,
                         log=(lambda *a: None) if quiet else log)
     return times, states
@@ -253,8 +254,8 @@ def synthetic_cifar() -> ArrayDataset:
 
 def pruned_start(spec: ModelSpec, density: float, seed: int = 0):
     torch.manual_seed(seed)
-    state = PreResNet(spec, 1).copy_state(0)
-    conv = {name: state[name] for name in PreResNet(spec, 1).prunable()}
+    state = build_network(spec, 1).copy_state(0)
+    conv = {name: state[name] for name in build_network(spec, 1).prunable()}
     masks = magnitude_masks(conv, density, "uniform")
     for name, m in masks.items():
         state[name] = state[name] * m
@@ -262,6 +263,10 @@ def pruned_start(spec: ModelSpec, density: float, seed: int = 0):
 
 
 STAT = "min"
+# Epoch clock: wall time (time.perf_counter), or this process's CPU time (time.process_time,
+# --clock cpu), which other processes on a shared machine barely disturb (with --threads 1
+# it is the seconds one core spends).
+CLOCK = time.perf_counter
 
 
 def steady(times: list[float]) -> float:
@@ -373,11 +378,21 @@ def main(argv=None):
     p.add_argument("--stat", choices=("min", "mean"), default="min", help="epoch time over the timed epochs")
     p.add_argument("--cudnn-benchmark", action="store_true")
     p.add_argument("--out", default=os.environ.get("OUT"), help="folder for the profiler trace")
+    p.add_argument("--arch", default="preresnet", choices=list(ARCHITECTURES),
+                   help="network retrained by ours (the upstream recipe is PreResNet-20 only)")
+    p.add_argument("--depth", type=int, default=0, help="its depth (0: preresnet 20, vgg 19, densenet 40)")
+    p.add_argument("--width", type=float, default=1.0, help="its width multiplier")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="epoch times in wall seconds, or this process's CPU seconds (robust on a shared machine)")
     a = p.parse_args(argv)
     skip, extra = set(filter(None, a.skip.split(","))), set(filter(None, a.extra.split(",")))
 
-    global STAT
+    global STAT, CLOCK
     STAT = a.stat
+    CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
+    depth = a.depth or {"preresnet": 20, "vgg": 19, "densenet": 40}.get(a.arch, 20)
+    if a.arch != "preresnet" or depth != 20 or a.width != 1:
+        skip.add("upstream")  # its plain network is PreResNet-20
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.backends.cudnn.benchmark = a.cudnn_benchmark
@@ -399,7 +414,8 @@ def main(argv=None):
         f"images {full.image_shape}; timed epochs use {len(ds.y_train)} / {len(ds.y_test)} "
         f"(x{scale:.2f} extrapolation); batch {hp.batch_size}, {a.epochs} epochs per run (first = warm-up)")
 
-    spec = ModelSpec(depth=20, width=1, in_channels=full.image_shape[-1], num_classes=full.num_classes)
+    spec = ModelSpec(a.arch, depth, a.width, in_channels=full.image_shape[-1], num_classes=full.num_classes)
+    log(f"network: {spec.key}; clock: {a.clock}")
     state, masks = pruned_start(spec, a.density)
     seeds = list(range(1, a.copies + 1))
     data = DeviceData(ds, dev, 4, True)
@@ -556,8 +572,8 @@ def main(argv=None):
     # ---------------------------------------------------------------------------------------
     log("\n== summary (model-epochs/s: one model trained over the full training set once, incl. its test pass)")
     log(f"machine: {machine_name(dev)}")
-    log(f"data: {n_full} train images {full.image_shape}, batch {hp.batch_size}, PreResNet-20 at density "
-        f"{a.density}")
+    log(f"data: {n_full} train images {full.image_shape}, batch {hp.batch_size}, {spec.key} at density "
+        f"{a.density}; {a.clock} clock")
     rows = [("upstream (DataLoader, 1 model)", "upstream"), (f"ours fused K={a.copies}", "fused"),
             (f"ours sequential K=1 x{a.copies}", "sequential"),
             (f"ours fused K={a.copies}, NCHW", "nchw_fused"), ("ours sequential, NCHW", "nchw_seq"),

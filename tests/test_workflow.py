@@ -74,6 +74,10 @@ REFERENCE_PLANS = {
               {"train_dense": 288, "prune": 288, "retrain_cell": 288, "landscape_metrics": 288}),
     "depth": (["results/studies/epochs_depth/phase.pdf"],
               {"train_dense": 288, "prune": 288, "retrain_cell": 288, "landscape_metrics": 288}),
+    # Figures 8-11 (DenseNet-40, VGG-19, CIFAR-100, SVHN), one dry run: Figure 2's grid four
+    # times over, no dense run shared (each is another network or data set)
+    "figures8-11": (["results/figure8.pdf", "results/figure9.pdf", "results/figure10.pdf", "results/figure11.pdf"],
+                    {"train_dense": 192, "prune": 1728, "retrain_cell": 1728, "landscape_metrics": 1728}),
 }
 
 

@@ -1,16 +1,17 @@
 """Data sets as uint8 NHWC arrays, kept on the device, with batched on-device augmentation.
 
-A data set is loaded once into host memory (torchvision for CIFAR-10/100 and SVHN,
-scikit-learn's bundled `load_digits` for the offline demo, or any `.npz`), then moved to the
-training device as uint8 (CIFAR-10 is 150 MB). Each training copy draws its data order, crop
-offsets and flips from its own torch.Generator, so a seed's stream does not depend on what
-else runs in the process.
+A data set (an entry of DATA_SETS) is loaded once into host memory (torchvision for
+CIFAR-10/100 and SVHN, scikit-learn's bundled `load_digits` for the offline demo, or any
+`.npz`), then moved to the training device as uint8 (CIFAR-10 is 150 MB). Each training
+copy draws its data order, crop offsets and flips from its own torch.Generator, so a seed's
+stream does not depend on what else runs in the process.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ import torch
 # Normalisation constants used by the reference recipe for CIFAR.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
+# SVHN's, as in the paper's code.
+SVHN_MEAN = (0.4377, 0.4438, 0.4728)
+SVHN_STD = (0.1980, 0.2010, 0.1970)
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -73,12 +77,19 @@ def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(f.mean(0).tolist()), tuple(np.maximum(f.std(0), 1e-3).tolist())
 
 
-def from_arrays(x_train, y_train, x_test, y_test, where="arrays", mean=None, std=None) -> ArrayDataset:
+def from_arrays(x_train, y_train, x_test, y_test, where="arrays", mean=None, std=None,
+                num_classes: int | None = None) -> ArrayDataset:
+    """An ArrayDataset of checked arrays; mean/std default to the training set's per channel,
+    num_classes to the largest label + 1."""
     _check_arrays(x_train, y_train, x_test, y_test, where)
     if mean is None:
         mean, std = _channel_stats(x_train)
     y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    largest = int(max(y_train.max(), y_test.max()))
+    if num_classes is None:
+        num_classes = largest + 1
+    elif largest >= num_classes:
+        raise DataError(f"{where}: label {largest} found, but the data set has {num_classes} classes")
     return ArrayDataset(np.ascontiguousarray(x_train), y_train, np.ascontiguousarray(x_test), y_test,
                         tuple(mean), tuple(std), num_classes)
 
@@ -119,37 +130,69 @@ def load_digits_dataset(test_fraction: float = 0.2) -> ArrayDataset:
     return from_arrays(x[train], y[train], x[test], y[test], where="digits")
 
 
-def _torchvision(spec: DataSpec) -> ArrayDataset:
+def _torchvision_set(spec: DataSpec, cls, **kw):
+    """One split of a torchvision data set under data.root, downloaded only when data.download is true."""
+    try:
+        return cls(spec.root, download=spec.download, **kw)
+    except RuntimeError as e:
+        if spec.download:
+            raise
+        raise DataError(f"{spec.name} not found under data.root = {spec.root!r} ({e}). "
+                        f"Set data.download: true (add --configfile presets/download.yaml) to fetch it, "
+                        f"or point data.root at an existing copy.") from None
+
+
+def _load_cifar(spec: DataSpec) -> ArrayDataset:
     import torchvision
 
-    def get(cls, **kw):
-        try:
-            return cls(spec.root, download=spec.download, **kw)
-        except RuntimeError as e:
-            if spec.download:
-                raise
-            raise DataError(f"{spec.name} not found under data.root = {spec.root!r} ({e}). "
-                            f"Set data.download: true (add --configfile presets/download.yaml) to fetch it, "
-                            f"or point data.root at an existing copy.") from None
+    cls = torchvision.datasets.CIFAR10 if spec.name == "cifar10" else torchvision.datasets.CIFAR100
+    tr, te = _torchvision_set(spec, cls, train=True), _torchvision_set(spec, cls, train=False)
+    return from_arrays(tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets), where=spec.name,
+                       mean=CIFAR_MEAN, std=CIFAR_STD, num_classes=len(tr.classes))
 
-    if spec.name in ("cifar10", "cifar100"):
-        cls = torchvision.datasets.CIFAR10 if spec.name == "cifar10" else torchvision.datasets.CIFAR100
-        tr, te = get(cls, train=True), get(cls, train=False)
-        return from_arrays(tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets),
-                           where=spec.name, mean=CIFAR_MEAN, std=CIFAR_STD)
-    if spec.name == "svhn":
-        tr, te = get(torchvision.datasets.SVHN, split="train"), get(torchvision.datasets.SVHN, split="test")
-        nhwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # SVHN ships NCHW
-        return from_arrays(nhwc(tr.data), tr.labels, nhwc(te.data), te.labels, where="svhn")
-    raise DataError(f"data.name: unknown data set {spec.name!r}")
+
+def _load_svhn(spec: DataSpec) -> ArrayDataset:
+    import torchvision
+
+    tr = _torchvision_set(spec, torchvision.datasets.SVHN, split="train")
+    te = _torchvision_set(spec, torchvision.datasets.SVHN, split="test")
+    nhwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # torchvision keeps SVHN as NCHW
+    return from_arrays(nhwc(tr.data), np.asarray(tr.labels), nhwc(te.data), np.asarray(te.labels),
+                       where="svhn", mean=SVHN_MEAN, std=SVHN_STD, num_classes=10)
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """An entry of DATA_SETS: `load(spec)` gives the arrays; `marker` is the file (under
+    data.root) whose presence says the set is there without loading it, `train_images` its
+    training-set size (both None for sets that are cheap to load: their size is counted)."""
+
+    load: Callable[[DataSpec], ArrayDataset]
+    description: str
+    marker: str | None = None
+    train_images: int | None = None
+
+
+DATA_SETS: dict[str, DataSet] = {
+    "cifar10": DataSet(_load_cifar, "CIFAR-10 through torchvision (50,000 + 10,000 32x32 RGB, 10 classes)",
+                       "cifar-10-batches-py/data_batch_1", 50000),
+    "cifar100": DataSet(_load_cifar, "CIFAR-100 through torchvision (50,000 + 10,000 32x32 RGB, 100 classes)",
+                        "cifar-100-python/train", 50000),
+    "svhn": DataSet(_load_svhn, "SVHN through torchvision (73,257 + 26,032 32x32 RGB digits, 10 classes)",
+                    "train_32x32.mat", 73257),
+    "digits": DataSet(lambda spec: load_digits_dataset(), "scikit-learn's bundled 8x8 digits (offline demo)"),
+    "npz": DataSet(lambda spec: load_npz(spec.root), "any .npz of x_train, y_train, x_test, y_test (data.root)"),
+}
+
+
+def _entry(name: str) -> DataSet:
+    if name not in DATA_SETS:
+        raise DataError(f"data.name: unknown data set {name!r}; allowed: {sorted(DATA_SETS)}")
+    return DATA_SETS[name]
 
 
 def load_dataset(spec: DataSpec) -> ArrayDataset:
-    if spec.name == "digits":
-        return load_digits_dataset()
-    if spec.name == "npz":
-        return load_npz(spec.root)
-    return _torchvision(spec)
+    return _entry(spec.name).load(spec)
 
 
 class DeviceData:
@@ -214,25 +257,14 @@ class DeviceData:
         return x.movedim(-1, -3)
 
 
-# Where torchvision keeps each data set under its root, and its training-set size.
-_TORCHVISION_FILES = {"cifar10": ("cifar-10-batches-py/data_batch_1", 50000),
-                      "cifar100": ("cifar-100-python/train", 50000),
-                      "svhn": ("train_32x32.mat", 73257)}
-
-
 def training_set_size(spec: DataSpec) -> int:
     """Check that a data set can be loaded (without loading a large one) and return the
     number of training images; raise DataError naming the key and the fix otherwise."""
-    if spec.name == "digits":
-        return len(load_digits_dataset().x_train)
-    if spec.name == "npz":
-        return len(load_npz(spec.root).x_train)
-    if spec.name not in _TORCHVISION_FILES:
-        raise DataError(f"data.name: unknown data set {spec.name!r}; allowed: "
-                        f"{sorted(_TORCHVISION_FILES) + ['digits', 'npz']}")
-    marker, size = _TORCHVISION_FILES[spec.name]
-    if not spec.download and not os.path.exists(os.path.join(spec.root, marker)):
-        raise DataError(f"{spec.name} is not under data.root = {spec.root!r} (looked for {marker}) and "
+    entry = _entry(spec.name)
+    if entry.marker is None:
+        return len(entry.load(spec).x_train)
+    if not spec.download and not os.path.exists(os.path.join(spec.root, entry.marker)):
+        raise DataError(f"{spec.name} is not under data.root = {spec.root!r} (looked for {entry.marker}) and "
                         f"data.download is false. Set data.download: true (add --configfile presets/download.yaml) "
                         f"or point data.root at an existing copy.")
-    return size
+    return entry.train_images

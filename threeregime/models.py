@@ -1,4 +1,4 @@
-"""PreResNet with K independent copies evaluated by one set of kernels.
+"""The networks, each with K independent copies evaluated by one set of kernels.
 
 Every layer holds the K copies side by side along the channel axis: a convolution is one
 grouped convolution with groups=K, a BatchNorm is one BatchNorm over K*C channels (so each
@@ -8,13 +8,20 @@ train on K different data orders at once. K=1 is the ordinary network.
 
 Checkpoints never store the grouped layout: `copy_state(k)` returns copy k as an ordinary
 per-model state dict (same keys, per-model shapes) and `load_copies` stacks such dicts, so
-files stay interchangeable whatever K a job ran with.
+files stay interchangeable whatever K a job ran with. This works for every architecture
+because every parameter and buffer holds copy k in block k of its first dimension.
+
+Architectures live in ARCHITECTURES (one `Architecture` entry each: which depths exist, how
+to build K copies, how wide the first activation is). Adding one is a subclass of
+`FusedNetwork` built from GroupedConv2d / BatchNorm2d / GroupedLinear, plus its entry; see
+README "Adding an architecture".
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -32,10 +39,12 @@ class ModelSpec:
     num_classes: int = 10
 
     def __post_init__(self):
-        if self.arch != "preresnet":
-            raise ValueError(f"model.arch: unknown architecture {self.arch!r}; allowed: 'preresnet'")
-        if self.depth < 8 or (self.depth - 2) % 6:
-            raise ValueError(f"model.depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 56, ...), got {self.depth}")
+        entry = ARCHITECTURES.get(self.arch)
+        if entry is None:
+            raise ValueError(f"model.arch: unknown architecture {self.arch!r}; allowed: "
+                             + ", ".join(repr(a) for a in ARCHITECTURES))
+        if not entry.valid_depth(self.depth):
+            raise ValueError(f"model.depth of {self.arch} must be {entry.depth_rule}, got {self.depth}")
         if self.width <= 0:
             raise ValueError(f"model.width must be > 0, got {self.width}")
 
@@ -46,19 +55,31 @@ class ModelSpec:
 
     @property
     def stage_channels(self) -> tuple[int, int, int]:
-        return tuple(max(1, int(round(c * self.width))) for c in (16, 32, 64))
+        """PreResNet's channels per stage (16, 32, 64 times the width)."""
+        return tuple(scaled(c, self.width) for c in (16, 32, 64))
+
+    @property
+    def first_channels(self) -> int:
+        """Channels of the network's first (largest) activation: what fusing K copies costs on a CPU."""
+        return ARCHITECTURES[self.arch].first_channels(self)
+
+
+def scaled(channels: int, width: float) -> int:
+    """A channel count times the width multiplier (at least 1)."""
+    return max(1, int(round(channels * width)))
 
 
 class GroupedConv2d(nn.Module):
-    def __init__(self, copies, cin, cout, kernel_size, stride=1, padding=0):
+    def __init__(self, copies, cin, cout, kernel_size, stride=1, padding=0, bias=False):
         super().__init__()
         self.copies, self.stride, self.padding = copies, stride, padding
         self.weight = nn.Parameter(torch.empty(copies * cout, cin, kernel_size, kernel_size))
-        # He init as in the reference PreResNet: N(0, 2 / (k*k*out_channels)).
+        # He init as in the reference CIFAR networks: N(0, 2 / (k*k*out_channels)), bias 0.
         nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / (kernel_size * kernel_size * cout)))
+        self.bias = nn.Parameter(torch.zeros(copies * cout)) if bias else None
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, None, self.stride, self.padding, groups=self.copies)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, groups=self.copies)
 
 
 class GroupedLinear(nn.Module):
@@ -80,52 +101,13 @@ class GroupedLinear(nn.Module):
         return out + self.bias.view(self.copies, self.fout)
 
 
-class PreActBlock(nn.Module):
-    def __init__(self, copies, cin, cout, stride):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(copies * cin)
-        self.conv1 = GroupedConv2d(copies, cin, cout, 3, stride, 1)
-        self.bn2 = nn.BatchNorm2d(copies * cout)
-        self.conv2 = GroupedConv2d(copies, cout, cout, 3, 1, 1)
-        self.shortcut = (GroupedConv2d(copies, cin, cout, 1, stride, 0)
-                         if stride != 1 or cin != cout else None)
+class FusedNetwork(nn.Module):
+    """K copies of one network in grouped layers; subclasses build the layers and `forward`
+    ([N, K*in_channels, H, W] with copy k's images in channel block k -> logits [N, K, classes])."""
 
-    def forward(self, x):
-        out = self.conv1(F.relu(self.bn1(x)))
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + (x if self.shortcut is None else self.shortcut(x))
-
-
-class PreResNet(nn.Module):
-    """Pre-activation ResNet for CIFAR (He et al. 2016), depth 6n+2, K copies."""
-
-    def __init__(self, spec: ModelSpec, copies: int = 1):
+    def __init__(self, spec: ModelSpec, copies: int):
         super().__init__()
         self.spec, self.copies = spec, copies
-        n = (spec.depth - 2) // 6
-        c1, c2, c3 = spec.stage_channels
-        self.conv1 = GroupedConv2d(copies, spec.in_channels, c1, 3, 1, 1)
-        layers, cin = [], c1
-        for cout, stride in ((c1, 1), (c2, 2), (c3, 2)):
-            blocks = []
-            for i in range(n):
-                blocks.append(PreActBlock(copies, cin, cout, stride if i == 0 else 1))
-                cin = cout
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.bn = nn.BatchNorm2d(copies * c3)
-        self.fc = GroupedLinear(copies, c3, spec.num_classes)
-
-    def forward(self, x):
-        """x: [N, K*in_channels, H, W] (copy k's images in channel block k) -> [N, K, classes]."""
-        x = self.conv1(x)
-        x = self.layer3(self.layer2(self.layer1(x)))
-        x = F.relu(self.bn(x))
-        # Global average pooling: 8x8 on CIFAR as in the reference, any size elsewhere.
-        x = x.mean(dim=(2, 3))
-        return self.fc(x)
-
-    # --- per-copy views -------------------------------------------------------------------
 
     def copy_state(self, k: int) -> dict[str, torch.Tensor]:
         """Copy k as an ordinary single-model state dict (detached clones)."""
@@ -151,5 +133,205 @@ class PreResNet(nn.Module):
         return {f"{name}.weight": m.weight for name, m in self.named_modules() if isinstance(m, GroupedConv2d)}
 
 
+# --- PreResNet -----------------------------------------------------------------------------------
+
+class PreActBlock(nn.Module):
+    def __init__(self, copies, cin, cout, stride):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(copies * cin)
+        self.conv1 = GroupedConv2d(copies, cin, cout, 3, stride, 1)
+        self.bn2 = nn.BatchNorm2d(copies * cout)
+        self.conv2 = GroupedConv2d(copies, cout, cout, 3, 1, 1)
+        self.shortcut = (GroupedConv2d(copies, cin, cout, 1, stride, 0)
+                         if stride != 1 or cin != cout else None)
+
+    def forward(self, x):
+        out = self.conv1(F.relu(self.bn1(x)))
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+class PreResNet(FusedNetwork):
+    """Pre-activation ResNet for CIFAR (He et al. 2016), depth 6n+2, K copies."""
+
+    def __init__(self, spec: ModelSpec, copies: int = 1):
+        super().__init__(spec, copies)
+        n = (spec.depth - 2) // 6
+        c1, c2, c3 = spec.stage_channels
+        self.conv1 = GroupedConv2d(copies, spec.in_channels, c1, 3, 1, 1)
+        layers, cin = [], c1
+        for cout, stride in ((c1, 1), (c2, 2), (c3, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(PreActBlock(copies, cin, cout, stride if i == 0 else 1))
+                cin = cout
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.bn = nn.BatchNorm2d(copies * c3)
+        self.fc = GroupedLinear(copies, c3, spec.num_classes)
+
+    def forward(self, x):
+        """x: [N, K*in_channels, H, W] (copy k's images in channel block k) -> [N, K, classes]."""
+        x = self.conv1(x)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = F.relu(self.bn(x))
+        # Global average pooling: 8x8 on CIFAR as in the reference, any size elsewhere.
+        x = x.mean(dim=(2, 3))
+        return self.fc(x)
+
+
+# --- VGG -----------------------------------------------------------------------------------------
+
+# Convolution widths per depth ("M": 2x2 max pool), configurations A, B, D, E of Simonyan &
+# Zisserman (2015) without the last pool, as in the CIFAR VGGs of the pruning literature.
+VGG_LAYERS = {
+    11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
+    13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
+    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512),
+    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512),
+}
+
+
+class VGG(FusedNetwork):
+    """CIFAR VGG with BatchNorm: conv3x3 (with bias) + BN + ReLU per layer, four 2x2 max pools,
+    then a 2x2 average pool (the whole 2x2 map left of a 32x32 image) and one linear layer
+    512 -> classes, no hidden fully connected layers. K copies.
+
+    Pools use ceil_mode so images smaller than 32x32 (the 8x8 digits) keep a 1x1 map instead
+    of vanishing; on even sizes (CIFAR, SVHN) ceil_mode changes nothing.
+    """
+
+    def __init__(self, spec: ModelSpec, copies: int = 1):
+        super().__init__(spec, copies)
+        layers, cin = [], spec.in_channels
+        for v in VGG_LAYERS[spec.depth]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+                continue
+            cout = scaled(v, spec.width)
+            layers += [GroupedConv2d(copies, cin, cout, 3, 1, 1, bias=True), nn.BatchNorm2d(copies * cout),
+                       nn.ReLU(inplace=True)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.fc = GroupedLinear(copies, cin, spec.num_classes)
+
+    def forward(self, x):
+        x = self.features(x)
+        # AvgPool2d(2) of the reference on its 2x2 map; the mean over any map size elsewhere.
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+# --- DenseNet ------------------------------------------------------------------------------------
+
+def cat_copies(a: torch.Tensor, b: torch.Tensor, copies: int) -> torch.Tensor:
+    """Channel concatenation of fused activations that keeps each copy's channels together:
+    [N, K*Ca, H, W] and [N, K*Cb, H, W] -> [N, K*(Ca+Cb), H, W] with copy k's Ca then Cb
+    channels in block k (a plain torch.cat on dim 1 would put all copies of `a` first).
+
+    The result keeps the inputs' memory layout: in channels_last, channels are the innermost
+    dimension, so the copies are interleaved there (no conversion to NCHW and back per layer).
+    """
+    if copies == 1:
+        return torch.cat([a, b], 1)
+    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        a, b = a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)     # [N, H, W, K*C], contiguous
+        out = torch.cat([a.unflatten(3, (copies, -1)), b.unflatten(3, (copies, -1))], 4).flatten(3, 4)
+        return out.permute(0, 3, 1, 2)                          # [N, K*(Ca+Cb), H, W], channels_last
+    return torch.cat([a.unflatten(1, (copies, -1)), b.unflatten(1, (copies, -1))], 2).flatten(1, 2)
+
+
+class DenseLayer(nn.Module):
+    """Basic (non-bottleneck) dense layer: BN-ReLU-conv3x3 to `growth` new channels, concatenated."""
+
+    def __init__(self, copies, cin, growth):
+        super().__init__()
+        self.copies = copies
+        self.bn = nn.BatchNorm2d(copies * cin)
+        self.conv = GroupedConv2d(copies, cin, growth, 3, 1, 1)
+
+    def forward(self, x):
+        return cat_copies(x, self.conv(F.relu(self.bn(x))), self.copies)
+
+
+class Transition(nn.Module):
+    """BN-ReLU-conv1x1 + 2x2 average pool between dense blocks (compression 1: channels kept)."""
+
+    def __init__(self, copies, cin, cout):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(copies * cin)
+        self.conv = GroupedConv2d(copies, cin, cout, 1, 1, 0)
+
+    def forward(self, x):
+        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2, ceil_mode=True)
+
+
+class DenseNet(FusedNetwork):
+    """DenseNet for CIFAR (Huang et al. 2017), basic layers, depth 3n+4: a 3x3 first conv to
+    2 x growth channels, three dense blocks of n layers (growth 12 x width) with transitions
+    of compression 1 between them, final BN-ReLU, global average pool, linear. K copies."""
+
+    GROWTH = 12
+
+    def __init__(self, spec: ModelSpec, copies: int = 1):
+        super().__init__(spec, copies)
+        n = (spec.depth - 4) // 3
+        growth = scaled(self.GROWTH, spec.width)
+        c = 2 * growth
+        self.conv1 = GroupedConv2d(copies, spec.in_channels, c, 3, 1, 1)
+        stages = []
+        for block in range(3):
+            layers = []
+            for _ in range(n):
+                layers.append(DenseLayer(copies, c, growth))
+                c += growth
+            if block < 2:
+                layers.append(Transition(copies, c, c))
+            stages.append(nn.Sequential(*layers))
+        self.block1, self.block2, self.block3 = stages
+        self.bn = nn.BatchNorm2d(copies * c)
+        self.fc = GroupedLinear(copies, c, spec.num_classes)
+
+    def forward(self, x):
+        x = self.block3(self.block2(self.block1(self.conv1(x))))
+        x = F.relu(self.bn(x))
+        return self.fc(x.mean(dim=(2, 3)))  # 8x8 average pool on CIFAR
+
+
+# --- the registry ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Architecture:
+    """An entry of ARCHITECTURES: `network(spec, copies)` builds K copies (a FusedNetwork);
+    `valid_depth` says which depths exist (`depth_rule` says it in words, for errors);
+    `first_channels(spec)` is the channel count of the first activation, which decides
+    whether fusing copies pays on a CPU (training.Engine.copies_for)."""
+
+    network: Callable[[ModelSpec, int], FusedNetwork]
+    valid_depth: Callable[[int], bool]
+    depth_rule: str
+    first_channels: Callable[[ModelSpec], int]
+    description: str = ""
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "preresnet": Architecture(
+        PreResNet, lambda d: d >= 8 and (d - 2) % 6 == 0, "6n+2 with n >= 1 (8, 14, 20, 32, 56, ...)",
+        lambda s: s.stage_channels[0], "pre-activation ResNet, 16/32/64 channels x width"),
+    "vgg": Architecture(
+        VGG, lambda d: d in VGG_LAYERS, "one of 11, 13, 16, 19 (VGG configurations A, B, D, E)",
+        lambda s: scaled(64, s.width), "VGG with BatchNorm, 64..512 channels x width, one linear layer"),
+    "densenet": Architecture(
+        DenseNet, lambda d: d >= 7 and (d - 4) % 3 == 0, "3n+4 with n >= 1 (7, 10, ..., 40, ...)",
+        lambda s: 2 * scaled(DenseNet.GROWTH, s.width), "DenseNet with basic layers and compression 1, growth 12 x width"),
+}
+
+
+def build_network(spec: ModelSpec, copies: int = 1) -> FusedNetwork:
+    """K copies of the network `spec` describes, in one grouped network."""
+    return ARCHITECTURES[spec.arch].network(spec, copies)
+
+
 def count_parameters(spec: ModelSpec) -> int:
-    return sum(p.numel() for p in PreResNet(spec, 1).parameters())
+    """Trainable parameters of one copy (weights and biases; BatchNorm's running statistics,
+    which are buffers, not counted)."""
+    return sum(p.numel() for p in build_network(spec, 1).parameters())

@@ -18,7 +18,7 @@ import torch
 from .checkpoints import load_torch, save_json, save_text, save_torch
 from .data import DeviceData, DataSpec, load_dataset
 from .landscape import LandscapeSpec, landscape_metrics
-from .models import ModelSpec, PreResNet
+from .models import ModelSpec, build_network
 from .pruning import apply_masks, density_of, magnitude_masks
 from .study import model_spec
 from .training import DivergedError, Engine, TrainSpec, train_copies
@@ -57,7 +57,7 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
         init, start_state = prev["state_dict"], prev["train_state"]
     else:
         torch.manual_seed(seed)
-        init, start_state = PreResNet(spec, 1).copy_state(0), None
+        init, start_state = build_network(spec, 1).copy_state(0), None
     log(f"dense training seed {seed} to {ckpt} (from {previous or 'initialisation'}): {spec.key}, {run.train}, "
         f"{engine.describe()}")
     state: dict = {}
@@ -75,7 +75,7 @@ def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str
     ckpt = load_torch(dense_path, expect=expect)
     spec = _spec_of(ckpt)
     state = ckpt["state_dict"]
-    conv = {name: state[name] for name in PreResNet(spec, 1).prunable()}
+    conv = {name: state[name] for name in build_network(spec, 1).prunable()}
     masks = magnitude_masks(conv, density, method)
     pruned = apply_masks(state, masks)
     achieved = density_of(masks)

@@ -265,8 +265,8 @@ AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("density", "load", "Load (density, %)", _density, tick=lambda v: fmt(v * 100),
          check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]"),
     Axis("width", "load", "Load (width ×)", _width, check=_positive),
-    Axis("depth", "load", "Load (depth)", _depth, integer=True,
-         check=lambda v: None if v >= 8 and (v - 2) % 6 == 0 else "must be 6n+2 (8, 14, 20, 32, 44, 56, ...)"),
+    # Which depths exist is the architecture's (models.ARCHITECTURES), checked per cell in _check_study.
+    Axis("depth", "load", "Load (depth)", _depth, integer=True, check=_positive),
 )}
 
 
@@ -435,7 +435,10 @@ def _check_study(study: Study, where: str) -> None:
         raise ConfigError(f"{where}.regimes.cka_threshold must be in (0, 1], got {thr}")
     for t in study.temperatures:
         for l in study.loads:
-            cell = study.cell(t, l, study.dense_seeds[0])
+            try:
+                cell = study.cell(t, l, study.dense_seeds[0])
+            except ValueError as e:  # e.g. a depth its architecture does not have
+                raise ConfigError(f"{where}.{study.load.name}: {e}") from None
             run = cell.run
             if study.temperature.name == "epochs":
                 if run.train.iterations:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .checkpoints import CheckpointError, load_torch, save_torch
 from .data import DeviceData
-from .models import ModelSpec, PreResNet
+from .models import FusedNetwork, ModelSpec, build_network
 
 
 class DivergedError(RuntimeError):
@@ -176,7 +176,7 @@ class Engine:
             return min(self.copies_per_pass, copies)
         if self.device.type == "cuda":
             return copies
-        return copies if image_hw[0] * image_hw[1] * spec.stage_channels[0] <= 8192 else 1
+        return copies if image_hw[0] * image_hw[1] * spec.first_channels <= 8192 else 1
 
     def nets_per_eval_pass(self, spec: ModelSpec, image_hw: tuple[int, int], nets: int) -> int:
         """How many networks to evaluate as one grouped network in forward-only passes (LMC).
@@ -189,7 +189,7 @@ class Engine:
         fused = self.copies_for(spec, image_hw, nets)
         if self.device.type != "cuda" or self.copies_per_pass:
             return fused
-        per_net = self.eval_batch_size * spec.stage_channels[0] * image_hw[0] * image_hw[1] * (2 if self.bf16 else 4)
+        per_net = self.eval_batch_size * spec.first_channels * image_hw[0] * image_hw[1] * (2 if self.bf16 else 4)
         return max(1, min(fused, (2 << 30) // per_net))
 
     def autocast(self, cache: bool = True):
@@ -222,8 +222,8 @@ def shared_input(x: torch.Tensor, copies: int) -> torch.Tensor:
     return x.repeat(1, copies, 1, 1)
 
 
-def build_model(spec: ModelSpec, states: list[dict], engine: Engine) -> PreResNet:
-    model = PreResNet(spec, len(states))
+def build_model(spec: ModelSpec, states: list[dict], engine: Engine) -> FusedNetwork:
+    model = build_network(spec, len(states))
     model.load_copies(states)
     model = model.to(engine.device)
     if engine.channels_last:
@@ -231,7 +231,7 @@ def build_model(spec: ModelSpec, states: list[dict], engine: Engine) -> PreResNe
     return model
 
 
-def stacked_masks(model: PreResNet, masks: dict[str, torch.Tensor] | None, device) -> list[tuple]:
+def stacked_masks(model: FusedNetwork, masks: dict[str, torch.Tensor] | None, device) -> list[tuple]:
     """(parameter, mask) pairs with the per-model masks repeated for the K copies."""
     if not masks:
         return []
@@ -241,7 +241,7 @@ def stacked_masks(model: PreResNet, masks: dict[str, torch.Tensor] | None, devic
 
 
 @torch.no_grad()
-def evaluate(model: PreResNet, x_u8: torch.Tensor, y: torch.Tensor, data: DeviceData, engine: Engine,
+def evaluate(model: FusedNetwork, x_u8: torch.Tensor, y: torch.Tensor, data: DeviceData, engine: Engine,
              limit: int | None = None) -> torch.Tensor:
     """Per-copy [K, 2]: mean loss and error fraction on (x_u8, y) in eval mode, no augmentation."""
     model.eval()
@@ -259,7 +259,7 @@ def evaluate(model: PreResNet, x_u8: torch.Tensor, y: torch.Tensor, data: Device
 
 
 @torch.no_grad()
-def outputs(model: PreResNet, x_u8: torch.Tensor, data: DeviceData, engine: Engine) -> torch.Tensor:
+def outputs(model: FusedNetwork, x_u8: torch.Tensor, data: DeviceData, engine: Engine) -> torch.Tensor:
     """Logits [K, N, classes] of every copy on the same images, eval mode."""
     model.eval()
     chunks = []
@@ -271,7 +271,7 @@ def outputs(model: PreResNet, x_u8: torch.Tensor, data: DeviceData, engine: Engi
 
 
 @torch.no_grad()
-def reestimate_bn(model: PreResNet, x_u8: torch.Tensor, data: DeviceData, engine: Engine) -> None:
+def reestimate_bn(model: FusedNetwork, x_u8: torch.Tensor, data: DeviceData, engine: Engine) -> None:
     """Reset every BatchNorm's running statistics to the exact statistics of its input over
     the whole of x_u8 (no augmentation), as seen in a train-mode forward pass.
 
@@ -349,7 +349,7 @@ def _add_sums(sums: torch.Tensor, out: torch.Tensor, losses: torch.Tensor, y: to
     sums += torch.stack([losses.detach().sum(0), wrong.to(losses.dtype)], 1)
 
 
-def train_step(model: PreResNet, opt, mask_pairs: list[tuple], data: DeviceData, plan: dict, start: int, stop: int,
+def train_step(model: FusedNetwork, opt, mask_pairs: list[tuple], data: DeviceData, plan: dict, start: int, stop: int,
                engine: Engine, sums: torch.Tensor, autocast=None, hp: TrainSpec | None = None) -> None:
     """One step of every copy with a first-order optimizer (SGD, Adam) on positions start:stop
     of its epoch plan (gradients must be zero or None); adds each copy's summed loss and error
@@ -366,7 +366,7 @@ def _bn_buffers(model) -> list[torch.Tensor]:
             for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
 
 
-def sam_step(model: PreResNet, opt, mask_pairs: list[tuple], data: DeviceData, plan: dict, start: int, stop: int,
+def sam_step(model: FusedNetwork, opt, mask_pairs: list[tuple], data: DeviceData, plan: dict, start: int, stop: int,
              engine: Engine, sums: torch.Tensor, autocast=None, hp: TrainSpec | None = None) -> None:
     """One SAM step (Foret et al. 2021) of every copy around the SGD optimizer `opt`.
 
@@ -484,7 +484,7 @@ def _to_cpu(obj):
     return obj
 
 
-def training_state(model: PreResNet, opt, gens: list[torch.Generator], history: list[EpochRecord], epoch: int,
+def training_state(model: FusedNetwork, opt, gens: list[torch.Generator], history: list[EpochRecord], epoch: int,
                    meta=None) -> dict:
     """Everything needed to continue training after `epoch` (1-based, completed epochs), as
     CPU copies: {"meta", "epoch", "model" (the fused state dict), "optimizer", "generators",
@@ -494,7 +494,7 @@ def training_state(model: PreResNet, opt, gens: list[torch.Generator], history: 
             "history": [asdict(h) for h in history]}
 
 
-def _load_training_state(st: dict, model: PreResNet, opt, gens: list[torch.Generator]):
+def _load_training_state(st: dict, model: FusedNetwork, opt, gens: list[torch.Generator]):
     """Load a training_state into model, optimizer and generators; returns (history, epoch)."""
     if len(st["generators"]) != len(gens):
         raise ValueError(f"training state holds {len(st['generators'])} copies, this run trains {len(gens)}")
