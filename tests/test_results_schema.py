@@ -52,7 +52,7 @@ def test_real_tables_match_the_schema_and_their_csv_exports(tiny_grid):
             for x, y in zip(a, b):
                 if pd.isna(x):
                     assert pd.isna(y), (name, col)
-                elif isinstance(x, (float, np.floating)):
+                elif isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)):
                     assert float(y) == pytest.approx(float(x), rel=1e-12), (name, col)
                 else:
                     assert str(y) == str(x), (name, col)

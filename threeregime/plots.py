@@ -321,8 +321,8 @@ def _norm(z: np.ndarray, lo: float | None = None, hi: float | None = None) -> No
     vmax = float(finite.max()) if finite.size else 1.0
     vmin = vmin if lo is None else min(vmin, lo)
     vmax = vmax if hi is None else max(vmax, hi)
-    if vmax <= vmin:
-        vmax = vmin + 1e-9 if vmin == 0 else vmin + abs(vmin) * 1e-3
+    if vmax <= vmin:  # one value (e.g. a single finished row): a readable range above it
+        vmax = vmin + (1.0 if vmin == 0 else abs(vmin) * 1e-2)
     return Normalize(vmin, vmax)
 
 

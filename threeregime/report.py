@@ -43,12 +43,19 @@ def write_study_config(config: dict, name: str, path: str) -> None:
     save_bytes(text.encode(), path)
 
 
-def gallery_sources(studies, lmc_cell=None) -> dict[str, str]:
+def gallery_sources(studies) -> dict[str, str]:
     """docs/gallery/<name>.png -> the result it copies: each study's phase diagram
-    (`<study>_phase`) and the LMC curves of one cell (`lmc_curves`; `lmc_cell` a CellSpec)."""
+    (`<study>_phase`), and the LMC curves (`lmc_curves`) of the first study's top-left cell as
+    the phase diagram draws it (hottest temperature, smallest load), first dense seed."""
+    from .plots import temperature_order
+
+    if not studies:
+        raise ValueError("gallery: config default_studies is empty; the gallery draws those studies")
     out = {f"{s.name}_phase": f"{s.dir}/phase.png" for s in studies}
-    if lmc_cell is not None:
-        out["lmc_curves"] = f"{lmc_cell.retrain_dir}/lmc_curves_{landscape_key(lmc_cell.landscape)}.png"
+    first = studies[0]
+    hottest = temperature_order(first.temperatures, first.temperature.hotter)[0]
+    cell = first.cell(hottest, min(first.loads), first.dense_seeds[0])
+    out["lmc_curves"] = f"{cell.retrain_dir}/lmc_curves_{landscape_key(cell.landscape)}.png"
     return out
 
 
