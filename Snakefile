@@ -7,6 +7,9 @@ import os
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/dense.smk"
 include: "rules/prune.smk"
@@ -14,6 +17,7 @@ include: "rules/retrain.smk"
 include: "rules/landscape.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
+include: "rules/report.smk"
 
 
 rule all:

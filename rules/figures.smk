@@ -4,7 +4,8 @@ rule phase_diagram:
         "results/studies/{study}/cells.parquet",
     output:
         pdf="results/studies/{study}/phase.pdf",
-        png="results/studies/{study}/phase.png",
+        png=report("results/studies/{study}/phase.png", caption="../report/phase_diagram.rst",
+                   category="{study}", subcategory="Phase diagram"),
     params:
         regimes=lambda wc: study(wc.study).regimes,
     conda:
@@ -22,7 +23,8 @@ rule paper_figure:
         unpack(figure_inputs),
     output:
         pdf="results/{figure}.pdf",
-        png="results/{figure}.png",
+        png=report("results/{figure}.png", caption="../report/paper_figure.rst", category="Paper figures",
+                   subcategory="{figure}"),
     params:
         spec=lambda wc: FIGURES[wc.figure],
     conda:
@@ -39,7 +41,8 @@ rule lmc_curves:
         f"{COPIES}/landscape_{{land}}.json",
     output:
         pdf=f"{COPIES}/lmc_curves_{{land}}.pdf",
-        png=f"{COPIES}/lmc_curves_{{land}}.png",
+        png=report(f"{COPIES}/lmc_curves_{{land}}.png", caption="../report/lmc_curves.rst", category="LMC curves",
+                   subcategory="{prune}"),
     conda:
         ENV
     log:

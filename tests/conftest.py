@@ -33,3 +33,17 @@ def snakemake_bin() -> str:
     exe = Path(sys.executable).parent / "snakemake"
     return str(exe) if exe.exists() else "snakemake"
 
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory):
+    """tests/test_workflow.py's tiny study run once through the real Snakefile, shared by the
+    tests that need finished results (the end-to-end checks, results schema, README commands,
+    report, progress). (folder, config path); tests must not change the folder: copy it first."""
+    from test_workflow import TINY, smk, write_config
+
+    folder = tmp_path_factory.mktemp("tiny_grid")
+    (folder / "config").mkdir()
+    cfg = write_config(folder / "config", TINY)
+    smk("-d", str(folder), "--configfile", cfg, "--cores", "2")
+    return folder, cfg

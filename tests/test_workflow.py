@@ -125,9 +125,8 @@ def test_bad_config_is_refused_before_any_job(tmp_path, override, message):
     assert re.search(message, r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]
 
 
-def test_tiny_grid_end_to_end(tmp_path):
-    cfg = write_config(tmp_path, TINY)
-    smk("-d", str(tmp_path), "--configfile", cfg, "--cores", "2")
+def test_tiny_grid_end_to_end(tiny_grid):
+    tmp_path, cfg = tiny_grid  # run once per session (tests/conftest.py), shared with other tests
     root = tmp_path / "results" / "studies" / "tiny"
     table = pd.read_parquet(root / "table.parquet")
     cells = pd.read_parquet(root / "cells.parquet")

@@ -257,6 +257,11 @@ _EDGE_STYLE = {
 }
 
 
+# Blank cells: without data ("missing"), or being computed (a half-finished grid, threeregime.progress).
+_MISSING_HATCH = dict(hatch="xxx", hatchcolor="0.6")
+_RUNNING_HATCH = dict(hatch="///", hatchcolor="tab:orange")
+
+
 def _tick_positions(n: int, max_ticks: int) -> list[int]:
     step = max(1, int(np.ceil(n / max_ticks)))
     return list(range(0, n, step))
@@ -264,7 +269,8 @@ def _tick_positions(n: int, max_ticks: int) -> list[int]:
 
 def _panel(ax, fig, z: np.ndarray, grids: Grids, name: str, cbar_label: str, cmap: str, norm: Normalize,
            fmt: str, temperature: AxisStyle, load: AxisStyle, annotate: bool, fontsize: float,
-           label_cells: dict, edges: list[Segment], cbar_lines: Sequence[float] = ()) -> None:
+           label_cells: dict, edges: list[Segment], cbar_lines: Sequence[float] = (),
+           running: frozenset = frozenset()) -> None:
     ny, nx = z.shape
     cm = plt.get_cmap(cmap)
     ax.set_facecolor("white")
@@ -277,8 +283,8 @@ def _panel(ax, fig, z: np.ndarray, grids: Grids, name: str, cbar_label: str, cma
             v = z[r, c]
             labelled = (r, c) in label_cells
             if not np.isfinite(v):
-                ax.add_patch(Rectangle((c, r), 1, 1, fill=False, hatch="xxx", hatchcolor="0.6",
-                                       edgecolor="none", linewidth=0, zorder=2))
+                ax.add_patch(Rectangle((c, r), 1, 1, fill=False, edgecolor="none", linewidth=0, zorder=2,
+                                       **(_RUNNING_HATCH if (r, c) in running else _MISSING_HATCH)))
                 continue
             if annotate:
                 colour = "white" if _luminance(cm(norm(v))) < 0.5 else "black"
@@ -315,19 +321,25 @@ def _norm(z: np.ndarray, lo: float | None = None, hi: float | None = None) -> No
     vmax = float(finite.max()) if finite.size else 1.0
     vmin = vmin if lo is None else min(vmin, lo)
     vmax = vmax if hi is None else max(vmax, hi)
-    if vmax <= vmin:
-        vmax = vmin + 1e-9 if vmin == 0 else vmin + abs(vmin) * 1e-3
+    if vmax <= vmin:  # one value (e.g. a single finished row): a readable range above it
+        vmax = vmin + (1.0 if vmin == 0 else abs(vmin) * 1e-2)
     return Normalize(vmin, vmax)
 
 
 def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsilon: float, cka_threshold: float,
-                  temperature: AxisStyle = EPOCHS, load: AxisStyle = DENSITY, title: str = "") -> None:
+                  temperature: AxisStyle = EPOCHS, load: AxisStyle = DENSITY, title: str = "",
+                  running: Iterable[tuple[float, float]] = (), missing_label: str = "missing") -> None:
     """The four panels of Figure 2 on the study's (temperature x load) grid, as PDF and PNG.
 
     summary: one row per cell with columns temperature, load, test_error (fraction), lmc, cka and
     regime ("I", "II-A", "II-B", "missing"; computed from lmc/cka and the thresholds when absent).
+    A half-finished grid (threeregime.progress): rows of unfinished cells carry NaN values;
+    `running` names the (temperature, load) cells being computed (hatched apart from the other
+    missing ones), `missing_label` is the legend's word for the rest.
     """
     grids = cell_grids(summary, temperature.hotter, lmc_epsilon, cka_threshold)
+    at = {(t, l): (r, c) for r, t in enumerate(grids.temperatures) for c, l in enumerate(grids.loads)}
+    running_cells = frozenset(at[(float(t), float(l))] for t, l in running if (float(t), float(l)) in at)
     ny, nx = len(grids.temperatures), len(grids.loads)
     test = grids.values["test_error"] * 100
     with np.errstate(all="ignore"):
@@ -357,16 +369,20 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsil
     for ax, (name, clabel, z, cmap, norm, fmt, lines) in zip(axes, panels):
         lines = [v for v in lines if norm.vmin <= v <= norm.vmax]
         _panel(ax, fig, z, grids, name, clabel, cmap, norm, fmt, temperature, load, annotate, fontsize,
-               label_cells, edges, lines)
+               label_cells, edges, lines, running_cells)
     def handle(kind):
         return tuple(Line2D([], [], **{k: v for k, v in st.items() if k != "zorder"}) for st in _EDGE_STYLE[kind])
 
     handles = [handle(EDGE_I), handle(EDGE_II)]
     labels = [f"Regime I | II boundary (LMC = {lmc_epsilon:g})",
               f"Regime II-A | II-B boundary (CKA = {cka_threshold:g})"]
-    if (grids.regimes == MISSING).any() or not all(np.isfinite(z).all() for z in (test, lmc, cka)):
-        handles.append(Patch(facecolor="white", edgecolor="0.4", hatch="xxx"))
-        labels.append("missing")
+    blank = ~(np.isfinite(test) & np.isfinite(lmc) & np.isfinite(cka)) | (grids.regimes == MISSING)
+    if any(blank[rc] for rc in running_cells):
+        handles.append(Patch(facecolor="white", edgecolor="0.4", hatch=_RUNNING_HATCH["hatch"]))
+        labels.append("running")
+    if any(blank[r, c] and (r, c) not in running_cells for r in range(ny) for c in range(nx)):
+        handles.append(Patch(facecolor="white", edgecolor="0.4", hatch=_MISSING_HATCH["hatch"]))
+        labels.append(missing_label)
     fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
                handlelength=3.5, handler_map={tuple: HandlerTuple(ndivide=1, pad=0)})
     if title:

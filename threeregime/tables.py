@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .checkpoints import save_bytes
+from .results_schema import CELLS, TABLE, conform
 
 # A row's identity: the study's axes and values, and the artifacts it was read from.
 CELL_KEYS = ["study", "temperature_axis", "temperature", "load_axis", "load", "dense_seed", "density", "run", "ckpt",
@@ -76,6 +77,25 @@ def build_tables(cells: list[dict], table_path: str, summary_path: str, lmc_epsi
     rows = [r for c in cells for r in cell_rows(c, c["log"], c["landscape"])]
     table = pd.DataFrame(rows)
     summary = summarize(table, lmc_epsilon, cka_threshold)
+    # The results schema (README) holds by construction: these columns, in this order and of these dtypes.
+    table = conform(table, TABLE, table_path)
+    summary = conform(summary, CELLS, summary_path)
     write_parquet(table, table_path)
     write_parquet(summary, summary_path)
     return table, summary
+
+
+def write_csv(df: pd.DataFrame, path: str) -> None:
+    """A table as CSV (the same columns; missing values empty), e.g. for a spreadsheet."""
+    save_bytes(df.to_csv(index=False).encode(), path)
+
+
+def write_html(summary: pd.DataFrame, path: str, title: str) -> None:
+    """The per-cell summary as a small HTML page (the Snakemake report shows it inline)."""
+    show = summary.drop(columns=[c for c in ("study", "temperature_axis", "load_axis") if c in summary])
+    body = show.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+            "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
+            "th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd} th{background:#f4f4f4}"
+            f"</style></head><body><h3>{title}</h3>{body}</body></html>")
+    save_bytes(page.encode(), path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -462,6 +463,39 @@ class EpochRecord:
     test_error: list[float]
 
 
+def clock(seconds: float) -> str:
+    """Seconds as h:mm:ss, e.g. 3725.4 -> '1:02:05' (for ETAs in job logs)."""
+    s = max(0, int(round(seconds)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _values(xs) -> str:
+    return " ".join(f"{v:.4f}" for v in xs)
+
+
+def epoch_line(rec: EpochRecord, total: int, seconds: float, mean_seconds: float, left: int) -> str:
+    """One job-log line per epoch: the epoch, its lr, each copy's train loss/error and test error,
+    this epoch's seconds, and the time this job still needs (`left` epochs at the mean so far)."""
+    return (f"epoch {rec.epoch}/{total} lr {rec.lr:.4g} train loss {_values(rec.train_loss)} "
+            f"train err {_values(rec.train_error)} test err {_values(rec.test_error)} "
+            f"{seconds:.1f} s/epoch ETA {clock(left * mean_seconds)}")
+
+
+def done_line(history: list[EpochRecord], first: int, stop: int, seconds: float) -> str:
+    """The job log's summary line once its epochs are trained."""
+    ran = stop - first
+    if ran:
+        span = f"epoch {stop}" if ran == 1 else f"epochs {first + 1}-{stop}"
+        head = f"done: {ran} epoch{'s' * (ran != 1)} ({span}) in {clock(seconds)} ({seconds / ran:.1f} s/epoch)"
+    else:
+        head = "done: no epochs to train"
+    if history:
+        last = history[-1]
+        head += (f"; epoch {last.epoch}: train loss {_values(last.train_loss)} train err "
+                 f"{_values(last.train_error)} test err {_values(last.test_error)}")
+    return head
+
+
 def _check_finite(record: EpochRecord, history: list[EpochRecord], seeds) -> None:
     for k, loss in enumerate(record.train_loss):
         if not math.isfinite(loss):
@@ -614,7 +648,9 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
     compile_pending = bool(engine.compile)
     sums = torch.zeros(K, 2, device=engine.device, dtype=torch.float64)  # persistent: graphs add to it
     graphed = None
+    started = time.perf_counter()
     for epoch in range(start, stop):
+        epoch_started = time.perf_counter()
         steps = hp.steps_in_epoch(epoch, n)
         first = epoch * spe
         lr = epoch_lr = hp.lr_at_step(first, n)
@@ -658,13 +694,14 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
                           test[:, 0].tolist(), test[:, 1].tolist())
         _check_finite(rec, history, seeds)
         history.append(rec)
-        log(f"epoch {epoch + 1}/{total} lr {epoch_lr:.4g} train loss "
-            + " ".join(f"{v:.4f}" for v in rec.train_loss)
-            + " test err " + " ".join(f"{v:.4f}" for v in rec.test_error))
+        # The test error was read to the host above, so on a GPU the epoch's work is finished here.
+        now = time.perf_counter()
+        log(epoch_line(rec, total, now - epoch_started, (now - started) / (epoch + 1 - start), stop - epoch - 1))
         if on_epoch is not None:
             on_epoch(epoch + 1, model, history)
         if resume_path:
             save_torch(training_state(model, opt, gens, history, epoch + 1, resume_meta), resume_path)
+    log(done_line(history, start, stop, time.perf_counter() - started))
     if state_out is not None:
         state_out.clear()
         state_out.update(training_state(model, opt, gens, history, stop, resume_meta))
