@@ -165,7 +165,7 @@ def test_temperature_panel_keeps_t0_and_one_step_hotter_on_the_base_grid():
     p0, p1 = cases["f3"].panels
     assert (p0.t0, p0.t1) == (30, 20) and not bad
     s0, s1 = ok[p0.studies["grid"]], ok[p1.studies["grid"]]
-    assert s0.temperatures == (30, 20) and s0.loads == (0.05, 0.5)
+    assert s0.temperatures == (20, 30) and s0.loads == (0.05, 0.5)
     assert s1.load.name == "width" and s1.loads == (0.5, 1.0)
     grid_cells = {c.retrain_dir for _, _, c in ok["grid"].cells()}
     assert {c.retrain_dir for _, _, c in s0.cells()} <= grid_cells  # reused, not recomputed

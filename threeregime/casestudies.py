@@ -162,7 +162,9 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
             if steps < 1:
                 raise ConfigError(f"{pw}.steps must be >= 1 grid step, got {steps}")
             t1 = hotter_step(raw["temperature"]["values"], t0, steps, t_axis.hotter, pw)
-            raw = {**raw, "temperature": {"axis": t_axis.name, "values": [t0, t1]}}
+            # T0 and T0 + ΔT in the base study's order (so a base grid of just these two is reused whole)
+            kept = [v for v in raw["temperature"]["values"] if float(v) in (t0, t1)]
+            raw = {**raw, "temperature": {"axis": t_axis.name, "values": kept}}
             roles = {"grid": raw}
         elif algorithm == "selection":
             alpha = params["alpha"]
@@ -178,7 +180,8 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
             if opt != "sgd":
                 raise ConfigError(f"{pw}.study: {base!r} trains its dense models with {opt!r}; the comparison "
                                   f"needs an SGD study")
-            sgd = {**raw, "load": {"axis": "density", "values": [params["density"]]}}
+            density = {"axis": "density", "values": [params["density"]]}
+            sgd = raw if raw["load"] == density else {**raw, "load": density}
             roles = {"sgd": sgd, "sam": deep_merge(sgd, {"train": {"optimizer": "sam", "rho": params["rho"]}})}
         else:  # sam_rho
             if t_axis.name != "sam_rho":
