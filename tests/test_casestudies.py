@@ -201,3 +201,35 @@ def test_case_table_labels_panels_and_round_trips_the_case():
     t = case_table(case, [{"grid": cells([(160, 0.1, -0.3, 0.5, 0.3), (150, 0.1, 0, 0.9, 0.2)]), "epsilon": -0.05}])
     assert list(t.columns[:2]) == ["panel", "base_study"] and t.panel.iloc[0] == "T × L"
     assert t.decision.iloc[0] == "raise" and bool(t.right.iloc[0])
+
+
+def test_every_case_study_figure_draws_from_synthetic_tables(tmp_path):
+    """Each figure type from a two-panel table (a regime-I run to box, NaN cells, the ρ stars)."""
+    from threeregime.caseplots import draw_case_study
+
+    info = [{"epsilon": -0.05, "temperature_axis": "epochs", "load_axis": "density", "candidates": [10, 20, 30]},
+            {"epsilon": -0.05, "temperature_axis": "batch_size", "load_axis": "width", "candidates": [10, 20, 30]}]
+    grid = cells([(t, l, -0.3 if l < 0.3 and t == 30 else 0.0, 0.9, 0.1 + l / 10 + t / 1000)
+                  for t in (10, 20, 30) for l in (0.05, 0.1, 0.5)]).assign(regime="II-B")
+    panels = [{"base": "a", "title": "T_epochs × L_density", "studies": {"grid": "a", "alpha": "b", "sgd": "a",
+                                                                            "sam": "c"}, "t0": 30, "t1": 20},
+              {"base": "d", "title": "T_batch × L_width", "studies": {"grid": "d", "alpha": "e", "sgd": "d",
+                                                                       "sam": "f"}, "t0": 30, "t1": 20}]
+    data = {"grid": grid, "alpha": grid, "sgd": grid[grid.load == 0.1], "sam": grid[grid.load == 0.1],
+            "epsilon": -0.05, "candidates": [10, 20, 30], "dense_error": {10: 0.3, 20: 0.2, 30: 0.1},
+            "alpha_epochs": 2, "full_epochs": 160}
+    rho_grid = grid.assign(temperature=grid.temperature / 50)
+    for name, algorithm, params, ps, ds in [
+        ("f3", "temperature", {}, panels, [data, data]),
+        ("f4", "selection", {"alpha": 2, "select_by": "test_error"}, panels, [data, data]),
+        ("f16", "selection", {"alpha": 2, "select_by": "cka"}, panels[:1], [data]),
+        ("f5", "sam_vs_sgd", {"rho": 0.6, "density": 0.1}, panels, [data, data]),
+        ("f6", "sam_rho", {"small_rho": 0.2, "large_rho": 0.6}, panels[:1], [{**data, "grid": rho_grid}]),
+    ]:
+        case = CaseStudy.from_dict({"name": name, "algorithm": algorithm, "params": params, "panels": ps})
+        table = case_table(case, ds)
+        draw_case_study(case, table, ds, info[:len(ps)], str(tmp_path / f"{name}.pdf"), str(tmp_path / f"{name}.png"))
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    f3 = case_table(CaseStudy.from_dict({"name": "f3", "algorithm": "temperature", "params": {}, "panels": panels}),
+                    [data, data])
+    assert list(f3[f3.panel == "T_epochs × L_density"].decision) == ["raise", "raise", "keep"]

@@ -53,7 +53,7 @@ def regime_one_runs(flags) -> list[tuple[int, int]]:
 
 def temperature_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_path: str, title: str = "") -> None:
     panels = list(dict.fromkeys(table.panel))
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels) + 0.4, 6.4), layout="constrained",
+    fig, axes = plt.subplots(2, len(panels), figsize=(max(7.5, 3.6 * len(panels) + 0.4), 6.4), layout="constrained",
                              squeeze=False)
     for j, (name, meta) in enumerate(zip(panels, info)):
         t = table[table.panel == name].sort_values("load")
@@ -100,7 +100,8 @@ def selection_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_p
         ax = axes[0, j]
         t = table[table.panel == name].sort_values("load")
         x = np.arange(len(t))
-        ax.plot(x, _pct(t.grid_error), "--", color="grey", linewidth=1.4, label="grid search", zorder=1)
+        ax.plot(x, _pct(t.grid_error), "--", marker="_", markersize=22, color="grey", linewidth=1.4,
+                label="grid search", zorder=1)
         ax.scatter(x, _pct(t.baseline_error), marker="x", s=70, c=cmap(norm(t.baseline_lmc.astype(float))),
                    linewidths=2, label="baseline (lowest dense test error)", zorder=3)
         ax.scatter(x, _pct(t.ours_error), marker="s", s=60, facecolors="none",
@@ -120,7 +121,7 @@ def selection_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_p
 
 def sam_vs_sgd_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_path: str, title: str = "") -> None:
     panels = list(dict.fromkeys(table.panel))
-    fig, axes = plt.subplots(3, len(panels), figsize=(4.2 * len(panels) + 0.4, 7.8), layout="constrained",
+    fig, axes = plt.subplots(3, len(panels), figsize=(max(7.5, 4.2 * len(panels) + 0.4), 7.8), layout="constrained",
                              squeeze=False, sharex="col")
     for j, (name, meta) in enumerate(zip(panels, info)):
         t_axis = AXES[meta["temperature_axis"]]
@@ -182,9 +183,9 @@ def sam_rho_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_pat
 def draw_case_study(case, table: pd.DataFrame, panels: list[dict], info: list[dict], pdf_path: str,
                     png_path: str) -> None:
     title = f"{case.name}: " + {
-        "temperature": "Algorithm 1 (Regime I: LMC < ε, boxed → raise the temperature)",
-        "selection": ("Algorithm 2 (LMC + test error after α = {a} epochs)" if case.params.get("select_by") ==
-                      "test_error" else "Algorithm 2.1 (LMC + CKA after α = {a} epochs)").format(
+        "temperature": "Algorithm 1\n(Regime I: LMC < ε, boxed → raise the temperature)",
+        "selection": ("Algorithm 2 (LMC + test error after α = {a} retraining epochs)" if case.params.get("select_by")
+                      == "test_error" else "Algorithm 2.1 (LMC + CKA after α = {a} retraining epochs)").format(
                           a=case.params.get("alpha")),
         "sam_vs_sgd": "dense SGD vs SAM, pruned and retrained",
         "sam_rho": "SAM's ρ chosen by CKA",

@@ -113,6 +113,9 @@ def expand_config(config: dict) -> tuple[dict[str, CaseStudy], dict[str, dict], 
         except ConfigError as e:
             broken[name] = str(e)
             continue
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # a base study the schema let through
+            broken[name] = f"case_studies.{name}: its base study cannot be read ({type(e).__name__}: {e})"
+            continue
         cases[name] = case
         derived.update(more)
     return cases, derived, broken
