@@ -18,6 +18,7 @@ include: "rules/landscape.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
+include: "rules/casestudies.smk"
 
 
 rule all:

@@ -27,6 +27,16 @@ _problems = schema_problems(config, os.path.join(workflow.basedir, "schemas", "c
 if _problems:
     raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")
+# Case studies (threeregime/casestudies.py) add derived studies to `studies` before they are
+# resolved, so their artifacts are keyed, indexed and shared like any other study's.
+from threeregime.casestudies import case_names_pattern, expand_config  # noqa: E402
+
+try:
+    CASES, _case_derived, CASES_BROKEN = expand_config(config)
+except ConfigError as e:
+    raise WorkflowError(f"config error: {e}")
+config["studies"].update(_case_derived)
+CASE_PATTERN = case_names_pattern(set(CASES) | set(CASES_BROKEN))
 try:
     STUDIES, BROKEN = studies(config)
 except ConfigError as e:
@@ -120,3 +130,51 @@ def figure_inputs(wc):
     if "study" in spec:
         return {"pdf": f"results/studies/{spec['study']}/phase.pdf", "png": f"results/studies/{spec['study']}/phase.png"}
     return {f"cells{i}": f"results/studies/{s}/cells.parquet" for i, s in enumerate(spec["compare"])}
+
+
+def case_study(name):
+    """The case study a target names, or a config error (before any job runs) saying why not."""
+    if name in CASES_BROKEN:
+        raise WorkflowError(f"config error: {CASES_BROKEN[name]}")
+    for s in CASES[name].study_names():
+        study(s)  # refuses a derived study that cannot run, naming why
+    return CASES[name]
+
+
+def case_dense_index(name):
+    """(panel, temperature, dense seed) of each dense checkpoint a selection case study reads."""
+    c = case_study(name)
+    if c.algorithm != "selection":
+        return []
+    out = []
+    for i, p in enumerate(c.panels):
+        s = study(p.studies["grid"])
+        out += [(i, float(t), int(seed)) for t in s.temperatures for seed in s.dense_seeds]
+    return out
+
+
+def case_inputs(wc):
+    """Each panel's study tables by role, and (selection) the dense checkpoints of its candidates."""
+    c = case_study(wc.case)
+    files = {}
+    for i, p in enumerate(c.panels):
+        for role, s in p.studies.items():
+            files[f"p{i}_{role}"] = f"results/studies/{s}/cells.parquet"
+            files[f"p{i}_{role}_table"] = f"results/studies/{s}/table.parquet"
+    dense = []
+    for i, t, seed in case_dense_index(wc.case):
+        s = study(c.panels[i].studies["grid"])
+        dense.append(s.cell(t, s.loads[0], seed).dense_path)
+    if dense:
+        files["dense"] = dense
+    return files
+
+
+def case_panel_info(name):
+    """What the case-study job needs of each panel's base grid: ε, the axes, the candidates in order."""
+    info = []
+    for p in case_study(name).panels:
+        s = study(p.studies.get("grid", p.studies.get("sgd")))
+        info.append({"epsilon": s.regimes["lmc_epsilon"], "temperature_axis": s.temperature.name,
+                     "load_axis": s.load.name, "candidates": [float(t) for t in s.temperatures]})
+    return info

@@ -30,6 +30,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Callable
 
 from .data import DataSpec
@@ -101,7 +102,7 @@ class DenseRun:
         return {"data": asdict(self.data), "model": _model_dict(self.model), "train": self.train.as_dict(),
                 "checkpoint_every": self.checkpoint_every}
 
-    @property
+    @cached_property  # a hash of all hyperparameters: computed once per (frozen) instance
     def key(self) -> str:
         t = self.train
         sched = schedule_key(t)
@@ -157,7 +158,7 @@ class RetrainSpec:
     def as_dict(self) -> dict:
         return {"train": self.train.as_dict(), "seeds": list(self.seeds)}
 
-    @property
+    @cached_property  # a hash of all hyperparameters: computed once per (frozen) instance
     def key(self) -> str:
         t = self.train
         sched = schedule_key(t)

@@ -1,0 +1,68 @@
+"""python -m threeregime.advise on one's own checkpoint: the advice, and clear errors on bad input."""
+
+import json
+
+import pytest
+import torch
+
+from threeregime.advise import ADVICE, infer_spec, main
+from threeregime.data import load_digits_dataset
+from threeregime.models import ModelSpec, PreResNet
+
+
+@pytest.fixture(scope="module")
+def digits_spec():
+    ds = load_digits_dataset()
+    return ModelSpec("preresnet", 8, 0.5, ds.image_shape[-1], ds.num_classes)
+
+
+def plain_state_dict(tmp_path, spec, name="model.pt"):
+    torch.manual_seed(0)
+    path = tmp_path / name
+    torch.save(PreResNet(spec, 1).copy_state(0), path)
+    return str(path)
+
+
+def test_advice_on_a_plain_state_dict(tmp_path, digits_spec, capsys):
+    ckpt = plain_state_dict(tmp_path, digits_spec)
+    out = tmp_path / "advice"
+    rc = main([ckpt, "--density", "0.3", "--data", "digits", "--crop-padding", "1", "--no-hflip", "--epochs", "1",
+               "--seeds", "1", "2", "--samples", "300", "--device", "cpu", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    res = json.loads((out / "advice.json").read_text())
+    assert res["model"]["depth"] == 8 and res["model"]["width"] == 0.5  # read from the tensors' shapes
+    assert len(res["pairs"]) == 1 and res["lmc"] == pytest.approx(res["pairs"][0]["lmc"])
+    assert abs(res["achieved_density"] - 0.3) < 0.01 and len(res["test_error"]) == 2
+    expected = "missing" if res["lmc"] != res["lmc"] else "I" if res["lmc"] < -0.05 else \
+        ("II-B" if res["cka"] >= 0.9 else "II-A")
+    assert res["regime"] == expected and res["advice"] == ADVICE[expected][0]
+    assert f"regime {expected}" in printed and f"{res['lmc']:+.4f}" in printed
+    assert (out / "lmc_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.pt", "--density", "0.1"], "does not exist"),
+    (["{ckpt}", "--density", "1.5"], r"\(0, 1\]"),
+    (["{ckpt}", "--density", "0"], r"\(0, 1\]"),
+    (["{other}", "--density", "0.1"], "not a supported architecture"),
+    (["{ckpt}", "--density", "0.1", "--data", "npz", "--data-root", "nowhere.npz"], "nowhere.npz"),
+])
+def test_bad_input_is_named(tmp_path, digits_spec, capsys, args, message):
+    ckpt = plain_state_dict(tmp_path, digits_spec)
+    other = tmp_path / "mlp.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(64, 10)).state_dict(), other)
+    args = [a.format(ckpt=ckpt, other=other) for a in args]
+    if "--data" not in args:
+        args += ["--data", "digits"]
+    assert main(args + ["--device", "cpu", "--out", str(tmp_path / "o")]) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_a_state_dict_of_another_shape_is_refused(digits_spec):
+    state = PreResNet(digits_spec, 1).copy_state(0)
+    state["layer1.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
+    with pytest.raises(ValueError, match="layer1.0.conv1.weight has shape"):
+        infer_spec(state)
