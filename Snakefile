@@ -14,6 +14,7 @@ include: "rules/retrain.smk"
 include: "rules/landscape.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
+include: "rules/adaptive.smk"
 
 
 rule all:
