@@ -448,9 +448,9 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str]) -> dict[
         rows += cell_rows(key, log, land)
     r = study.regimes
     summary = summarize(pd.DataFrame(rows), r.get("lmc_epsilon", -0.05), r.get("cka_threshold", 0.9))
-    return {(float(s.temperature), float(s.load)): {k: (float(s[k]) if k != "regime" else str(s[k]))
-                                                    for k in ("regime", "lmc", "cka", "cka_logit", "test_error")}
-            for s in summary.itertuples()}
+    return {(float(s["temperature"]), float(s["load"])): {k: (float(s[k]) if k != "regime" else str(s[k]))
+                                                          for k in ("regime", "lmc", "cka", "cka_logit", "test_error")}
+            for s in summary.to_dict("records")}
 
 
 def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", load_axis: str = ""):
