@@ -148,7 +148,7 @@ def test_advance_round_by_round_matches_the_search_and_explains_every_cell():
     assert int(table.computed.sum()) == len(ref.computed) == 22 and state["round"] == ref.rounds
     got = table.set_index(["temperature", "load"]).regime
     assert all(got[(float(temps[r]), loads[c])] == truth[r, c] for r, c in np.ndindex(8, 6))
-    assert table[table.computed].reason.str.match(r"start|bisection|check").all()
+    assert table[table.computed].reason.str.match(r"start|bisection|check|pin").all()
     assert table[~table.computed].reason.str.startswith("inferred from the ").all()
     assert (table[~table.computed]["round"] == -1).all() and table[~table.computed].lmc.isna().all()
 

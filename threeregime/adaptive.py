@@ -145,10 +145,10 @@ def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[C
     stairs = []
     o = _orientation(computed, outliers, "I", ("II-A", "II-B"))
     if o:
-        stairs.append((o, BIT["I"], II, "Regime-I staircase"))
+        stairs.append((o, BIT["I"], II, "the Regime-I staircase"))
     o = _orientation(computed, outliers, "II-B", ("II-A",), among=("II-A", "II-B"))
     if o:
-        stairs.append((o, BIT["II-B"], BIT["II-A"], "II-A/II-B staircase"))
+        stairs.append((o, BIT["II-B"], BIT["II-A"], "the II-A/II-B staircase"))
     rows, cols = np.indices(shape)
     source: dict[Cell, str] = {}
     broken: set[tuple[str, int]] = set()
@@ -383,6 +383,15 @@ def cell_regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float
     return regime(lmc, cka, lmc_epsilon, cka_threshold)
 
 
+def in_values(text: str, temperatures, loads) -> str:
+    """A reason in grid indices ("row 1", "column 3", "(1, 3)") told in the study's values."""
+    import re
+
+    text = re.sub(r"\((\d+), (\d+)\)", lambda m: f"({temperatures[int(m[1])]:g}, {loads[int(m[2])]:g})", text)
+    text = re.sub(r"\brow (\d+)", lambda m: f"the row at temperature {temperatures[int(m[1])]:g}", text)
+    return re.sub(r"\bcolumn (\d+)", lambda m: f"the column at load {loads[int(m[1])]:g}", text)
+
+
 def advance(state: dict | None, measured: dict[tuple[float, float], dict], temperatures, loads,
             per_round: int = DEFAULT_PER_ROUND) -> dict:
     """One round of the workflow's search, as JSON-able data.
@@ -412,7 +421,8 @@ def advance(state: dict | None, measured: dict[tuple[float, float], dict], tempe
     p = plan((len(temps), len(lds)), computed, per_round)
     return {"round": rnd, "temperatures": temps, "loads": lds, "per_round": per_round,
             "computed": computed_rows,
-            "next": [{"temperature": temps[c[0]], "load": lds[c[1]], "reason": why} for c, why in p.next],
+            "next": [{"temperature": temps[c[0]], "load": lds[c[1]], "reason": in_values(why, temps, lds)}
+                     for c, why in p.next],
             "done": p.done}
 
 
@@ -463,17 +473,6 @@ def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", lo
     codes = {(temps.index(t), lds.index(l)): r["regime"] for (t, l), r in computed.items()}
     p = plan((len(temps), len(lds)), codes, state.get("per_round", DEFAULT_PER_ROUND))
 
-    def said(rule: str) -> str:
-        # "row 3" -> "temperature 40", "column 2 " -> "load 0.05", "(r, c)" -> values
-        kind, _, rest = rule.partition(" ")
-        if kind == "row":
-            return f"the cells at temperature {temps[int(rest)]:g}"
-        if kind == "column":
-            return f"the cells at load {lds[int(rest)]:g}"
-        head, _, at = rule.partition(" from (")
-        r, c = (int(x) for x in at.rstrip(")").split(", "))
-        return f"the {head} from ({temps[r]:g}, {lds[c]:g})"
-
     rows = []
     for i, t in enumerate(temps):
         for j, l in enumerate(lds):
@@ -487,7 +486,7 @@ def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", lo
             else:
                 rule = p.inferred_from.get((i, j))
                 rows.append({**base, "computed": False, "regime": p.labels.get((i, j), "undetermined"), "round": -1,
-                             "reason": f"inferred from {said(rule)}" if rule else "undetermined",
+                             "reason": f"inferred from {in_values(rule, temps, lds)}" if rule else "undetermined",
                              "outlier": False, "lmc": math.nan, "cka": math.nan, "cka_logit": math.nan,
                              "test_error": math.nan})
     return pd.DataFrame(rows)
