@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import ROOT
 from test_workflow import ENGINE, job_counts, smk, write_config
@@ -52,8 +53,6 @@ def test_adaptive_search_end_to_end(adaptive_run):
     assert json.loads((root / "adaptive" / "round1.json").read_text())["done"]
     assert (root / "adaptive.pdf").stat().st_size > 10_000 and (root / "adaptive.png").read_bytes()[:4] == b"\x89PNG"
     # the computed cells are the full grid's own files, at the paths the full grid uses
-    import yaml
-
     study = resolve_study({**yaml.safe_load((ROOT / "config.yaml").read_text()), "studies": {"tiny": TINY}}, "tiny")
     for row in table.itertuples():
         cell = study.cell(row.temperature, row.load, 1)
@@ -69,8 +68,13 @@ def test_full_grid_after_the_search_computes_only_the_skipped_cells(adaptive_run
     assert "Nothing to be done" in smk("-n", "-d", str(folder), TARGET, "--configfile", cfg).stdout
 
 
-def test_bad_adaptive_setting_is_refused_before_any_job(tmp_path):
-    cfg = write_config(tmp_path, {"studies": {"epochs_density": {"adaptive": {"per_round": 0}}}})
-    r = smk("-n", "-d", str(tmp_path), "results/studies/epochs_density/adaptive.pdf", "--configfile", cfg,
-            check=False)
-    assert r.returncode != 0 and "per_round" in r.stdout + r.stderr
+def test_bad_adaptive_setting_is_refused_naming_the_key():
+    # what rules/common.smk checks before any job runs
+    from threeregime.configfiles import schema_problems
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["studies"]["epochs_density"]["adaptive"] = {"per_round": 0}
+    assert schema_problems(config, str(ROOT / "schemas" / "config.schema.yaml")) == [
+        "studies.epochs_density.adaptive.per_round: 0 is less than the minimum of 1"]
+    config["studies"]["epochs_density"]["adaptive"] = {"per_round": 3}
+    assert schema_problems(config, str(ROOT / "schemas" / "config.schema.yaml")) == []
