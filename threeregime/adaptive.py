@@ -11,28 +11,33 @@ temperature)
   II-A cells are one block at one end of the Regime-II block.
 
 Which end is which is not assumed (it is read from the data, line by line). A *pattern* is a
-labelling of one line allowed by these two rules (`line_patterns`). Given the cells computed so
-far, the patterns of a line that agree with them are its *consistent* patterns; a skipped cell
-on which all consistent patterns of its column or of its row agree has a determined regime
-(it is *inferred*, and the line that determined it is recorded). Inferred cells constrain the
-crossing lines in turn, until nothing changes. This is bisection on the two signs, done on
-both axes at once: a boundary is pinned when the two computed cells on either side of it are
-neighbours (or their crossing lines pin the cells in between).
+labelling of one line allowed by these two rules (`line_patterns`). Every cell holds the set of
+regimes it may still have (computed cells: their measured one). A line's *consistent* patterns
+are those its cells allow; a skipped cell keeps only the regimes its row's and its column's
+consistent patterns give it. Where the computed cells show a boundary's orientation without
+exception (e.g. Regime I cold and sparse), the boundary is also a staircase across the grid:
+a Regime-I cell makes the cells beyond it in that corner Regime I, a Regime-II cell the
+cells before it Regime II (likewise II-B / II-A among Regime-II cells). These rules run until
+nothing changes; a skipped cell left with one regime is *inferred*, and the rule that last
+narrowed it is recorded. This is bisection on the two signs, on both axes at once.
 
-Each round computes the cells that cut the consistent patterns of their column and row the
-most (in the worst case over the regime the cell turns out to have), at most one per row and
-column, `per_round` at most. The first round computes the grid's corners (the ends of the
-outer load columns) and its middle cell.
+The first round computes the grid's corners (the ends of the outer load columns) and its
+middle cell. Each later round computes the undetermined cells that cut the consistent patterns
+of their column and row the most (in the worst case over the regime the cell turns out to
+have), at most one per row and column, `per_round` at most. When no cell is undetermined,
+every inferred cell next to a cell of another regime in its column is computed ("pin", with
+`pin="both"` in its row too), so that every boundary rests on two neighbouring computed
+cells; the search ends when a round has nothing to ask.
 
 A computed cell that no consistent pattern allows *contradicts* the monotone model in its line
 (noise, or a real feature the model cannot represent). The search then goes back to the
-contradicting cell's unknown neighbours in that line. Once both neighbours are computed and
-agree with each other, the cell is an isolated outlier: it keeps its measured regime, and the
-line is inferred without it. If the neighbours do not agree, the line infers nothing (its cells
-are computed unless the crossing lines determine them). A row and a column that infer
+contradicting cell's unknown neighbours in that line, then in the crossing line. Once all its
+neighbours are computed and agree with each other against it, the cell is an isolated
+outlier: it keeps its measured regime, and the grid is inferred without it. Otherwise the line
+infers nothing (its cells are computed unless the crossing lines determine them). A row and a column that infer
 different regimes for a cell send that cell to be computed. Cells with no measured regime
 (NaN LMC or CKA: a diverged retraining) constrain nothing. Every computed cell carries the
-reason it was chosen, every inferred cell the line that determined it.
+reason it was chosen, every inferred cell the rule that determined it.
 
 Pure functions on (row, column) indices; `advance` maps a study's values to them and back for
 the workflow (one call per round, see rules/adaptive.smk).
@@ -70,11 +75,6 @@ def line_patterns(n: int) -> np.ndarray:
                     two = [1] * n_a + [2] * (m - n_a) if a_first else [2] * (m - n_a) + [1] * n_a
                     out.add(tuple([0] * n_one + two if one_first else two + [0] * n_one))
     return np.array(sorted(out), dtype=np.int8)
-
-
-def consistent(patterns: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """The patterns that agree with `known` (codes; -1 where a cell is not known)."""
-    return patterns[np.all((patterns == known) | (known < 0), axis=1)]
 
 
 def _lines(shape) -> list[tuple[str, int, list[Cell]]]:
@@ -182,13 +182,11 @@ def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[C
             # a cell known to be `hi` makes every cell it is dominated by `hi` (or outside the
             # two), a cell known to be `lo` every cell it dominates `lo`
             for r, c in zip(*np.nonzero(mask == hi)):
-                if True:
-                    above = (sr * (rows - r) >= 0) & (sc * (cols - c) >= 0)
-                    narrow(above, np.int8(ANY & ~lo), f"{name} from ({r}, {c})")
+                above = (sr * (rows - r) >= 0) & (sc * (cols - c) >= 0)
+                narrow(above, np.int8(ANY & ~lo), f"{name} from ({r}, {c})")
             for r, c in zip(*np.nonzero((mask != 0) & ((mask & ~lo) == 0))):
-                if True:
-                    below = (sr * (rows - r) <= 0) & (sc * (cols - c) <= 0)
-                    narrow(below, np.int8(ANY & ~hi), f"{name} from ({r}, {c})")
+                below = (sr * (rows - r) <= 0) & (sc * (cols - c) <= 0)
+                narrow(below, np.int8(ANY & ~hi), f"{name} from ({r}, {c})")
     empty = {(int(r), int(c)) for r, c in zip(*np.nonzero(mask == 0))}
     return mask, source, broken, empty
 
