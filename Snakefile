@@ -19,6 +19,7 @@ include: "rules/tables.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
 include: "rules/casestudies.smk"
+include: "rules/adaptive.smk"
 
 
 rule all:

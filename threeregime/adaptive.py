@@ -1,0 +1,490 @@
+"""Adaptive search for a study's regime boundaries without computing the whole grid.
+
+The model the search relies on is the paper's picture of a phase diagram: the Regime-I
+boundary (LMC = ε) and the II-A/II-B boundary (CKA = threshold) are monotone curves. Along
+any line of the grid (a load column: temperatures at one load; a temperature row: loads at one
+temperature)
+
+* the sign of LMC − ε changes at most once: the Regime-I cells of the line are one block at
+  one of its ends (or none, or all), and
+* inside the line's Regime-II cells, the sign of CKA − threshold changes at most once: the
+  II-A cells are one block at one end of the Regime-II block.
+
+Which end is which is not assumed (it is read from the data, line by line). A *pattern* is a
+labelling of one line allowed by these two rules (`line_patterns`). Every cell holds the set of
+regimes it may still have (computed cells: their measured one). A line's *consistent* patterns
+are those its cells allow; a skipped cell keeps only the regimes its row's and its column's
+consistent patterns give it. Where the computed cells show a boundary's orientation without
+exception (e.g. Regime I cold and sparse), the boundary is also a staircase across the grid:
+a Regime-I cell makes the cells beyond it in that corner Regime I, a Regime-II cell the
+cells before it Regime II (likewise II-B / II-A among Regime-II cells). These rules run until
+nothing changes; a skipped cell left with one regime is *inferred*, and the rule that last
+narrowed it is recorded. This is bisection on the two signs, on both axes at once.
+
+The first round computes the grid's corners (the ends of the outer load columns) and its
+middle cell. Each later round computes the undetermined cells that cut the consistent patterns
+of their column and row the most (in the worst case over the regime the cell turns out to
+have), at most one per row and column, `per_round` at most. When no cell is undetermined,
+every inferred cell next to a cell of another regime in its column is computed ("pin", with
+`pin="both"` in its row too), so that every boundary rests on two neighbouring computed
+cells; the search ends when a round has nothing to ask.
+
+A computed cell that no consistent pattern allows *contradicts* the monotone model in its line
+(noise, or a real feature the model cannot represent). The search then goes back to the
+contradicting cell's unknown neighbours in that line, then in the crossing line. Once all its
+neighbours are computed and agree with each other against it, the cell is an isolated
+outlier: it keeps its measured regime, and the grid is inferred without it. Otherwise the line
+infers nothing (its cells are computed unless the crossing lines determine them). A row and a column that infer
+different regimes for a cell send that cell to be computed. Cells with no measured regime
+(NaN LMC or CKA: a diverged retraining) constrain nothing. Every computed cell carries the
+reason it was chosen, every inferred cell the rule that determined it.
+
+Pure functions on (row, column) indices; `advance` maps a study's values to them and back for
+the workflow (one call per round, see rules/adaptive.smk).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+REGIMES = ("I", "II-A", "II-B")
+CODE = {name: i for i, name in enumerate(REGIMES)}
+MISSING = "missing"
+DEFAULT_PER_ROUND = 2  # fewest cells on the synthetic diagrams (README "Adaptive search")
+
+Cell = tuple[int, int]
+PIN = ("column", "both", "none")  # which boundaries must rest on computed cells on both sides
+
+
+@functools.lru_cache(maxsize=None)
+def line_patterns(n: int) -> np.ndarray:
+    """Every labelling of a line of n cells the monotone model allows, as codes (0 = I,
+    1 = II-A, 2 = II-B), one row per pattern, in a fixed (sorted) order."""
+    if n < 1:
+        raise ValueError(f"a line has at least one cell, got {n}")
+    out = set()
+    for n_one in range(n + 1):
+        for one_first in (True, False):
+            m = n - n_one
+            for n_a in range(m + 1):
+                for a_first in (True, False):
+                    two = [1] * n_a + [2] * (m - n_a) if a_first else [2] * (m - n_a) + [1] * n_a
+                    out.add(tuple([0] * n_one + two if one_first else two + [0] * n_one))
+    return np.array(sorted(out), dtype=np.int8)
+
+
+def _lines(shape) -> list[tuple[str, int, list[Cell]]]:
+    rows, cols = shape
+    return ([("row", r, [(r, c) for c in range(cols)]) for r in range(rows)]
+            + [("column", c, [(r, c) for r in range(rows)]) for c in range(cols)])
+
+
+@dataclass
+class Plan:
+    """The state of the search after the cells in `computed`, and the cells it asks for next."""
+
+    shape: tuple[int, int]
+    labels: dict[Cell, str]                 # every cell with a regime: measured or inferred
+    inferred_from: dict[Cell, str]          # skipped cells: the line that determined them
+    next: list[tuple[Cell, str]]            # cells to compute in the next round, with why
+    outliers: set[Cell] = field(default_factory=set)      # computed, isolated, left out of inference
+    contradicted: list[str] = field(default_factory=list)  # lines whose computed cells break the model
+    undetermined: list[Cell] = field(default_factory=list)  # skipped and not (yet) inferred
+
+    @property
+    def done(self) -> bool:
+        return not self.next
+
+
+BIT = {name: 1 << i for i, name in enumerate(REGIMES)}
+ANY = 7          # a cell that may still be any regime
+II = BIT["II-A"] | BIT["II-B"]
+
+
+def _orientation(computed: dict[Cell, str], outliers: set[Cell], high: str, low: str, among=REGIMES):
+    """The direction in which `high` (vs `low`) grows along rows and columns, read from the
+    computed cells of one column (row) that differ; None unless every such pair agrees and the
+    computed cells respect the product order it implies (then `high` cells dominate `low` ones)."""
+    cells = [(c, n) for c, n in computed.items() if n in among and c not in outliers]
+    his = [c for c, n in cells if n == high]
+    los = [c for c, n in cells if n in low]
+    votes: list[set[int]] = [set(), set()]
+    for h in his:
+        for lo in los:
+            for axis in (0, 1):
+                if h[1 - axis] == lo[1 - axis] and h[axis] != lo[axis]:
+                    votes[axis].add(1 if h[axis] > lo[axis] else -1)
+    if any(len(v) != 1 for v in votes):
+        return None
+    sr, sc = votes[0].pop(), votes[1].pop()
+    for h in his:
+        for lo in los:
+            if sr * (lo[0] - h[0]) >= 0 and sc * (lo[1] - h[1]) >= 0:
+                return None  # a low cell dominates a high one: not a monotone staircase
+    return sr, sc
+
+
+def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[Cell]):
+    """Narrow every skipped cell's possible regimes until nothing changes: by the consistent
+    patterns of its row and column, and by the staircase (product-order) rule of each
+    boundary whose orientation the computed cells show.
+
+    Returns (masks grid of possible regimes, {cell: rule that last narrowed it}, lines with
+    no consistent pattern, cells narrowed to nothing)."""
+    mask = np.full(shape, ANY, dtype=np.int8)
+    for cell, name in computed.items():
+        if name in CODE and cell not in outliers:
+            mask[cell] = BIT[name]
+    free = np.ones(shape, dtype=bool)  # cells the rules may narrow: skipped and not blocked
+    for cell in list(computed) + list(blocked):
+        free[cell] = False
+    stairs = []
+    o = _orientation(computed, outliers, "I", ("II-A", "II-B"))
+    if o:
+        stairs.append((o, BIT["I"], II, "the Regime-I staircase"))
+    o = _orientation(computed, outliers, "II-B", ("II-A",), among=("II-A", "II-B"))
+    if o:
+        stairs.append((o, BIT["II-B"], BIT["II-A"], "the II-A/II-B staircase"))
+    rows, cols = np.indices(shape)
+    source: dict[Cell, str] = {}
+    broken: set[tuple[str, int]] = set()
+    changed = True
+    while changed:
+        changed = False
+        broken = set()
+
+        def narrow(where: np.ndarray, keep: np.ndarray, why: str) -> None:
+            nonlocal changed
+            new = np.where(where & free, mask & keep, mask)
+            for r, c in zip(*np.nonzero(new != mask)):
+                source[(int(r), int(c))] = why
+                changed = True
+            mask[...] = new
+
+        for kind, i, cells in _lines(shape):
+            idx = tuple(np.array(cells).T)
+            pats = line_patterns(len(cells))
+            ok = pats[np.all(((1 << pats) & mask[idx]) != 0, axis=1)]
+            if not len(ok):
+                broken.add((kind, i))
+                continue
+            allowed = np.bitwise_or.reduce(1 << ok, axis=0).astype(np.int8)
+            where = np.zeros(shape, dtype=bool)
+            where[idx] = True
+            keep = np.full(shape, ANY, dtype=np.int8)
+            keep[idx] = allowed
+            narrow(where, keep, f"{kind} {i}")
+        for (sr, sc), hi, lo, name in stairs:
+            # a cell known to be `hi` makes every cell it is dominated by `hi` (or outside the
+            # two), a cell known to be `lo` every cell it dominates `lo`
+            for r, c in zip(*np.nonzero(mask == hi)):
+                above = (sr * (rows - r) >= 0) & (sc * (cols - c) >= 0)
+                narrow(above, np.int8(ANY & ~lo), f"{name} from ({r}, {c})")
+            for r, c in zip(*np.nonzero((mask != 0) & ((mask & ~lo) == 0))):
+                below = (sr * (rows - r) <= 0) & (sc * (cols - c) <= 0)
+                narrow(below, np.int8(ANY & ~hi), f"{name} from ({r}, {c})")
+    empty = {(int(r), int(c)) for r, c in zip(*np.nonzero(mask == 0))}
+    return mask, source, broken, empty
+
+
+def _computed_codes(shape, computed, outliers, cells) -> np.ndarray:
+    return np.array([BIT[computed[c]] if c in computed and computed[c] in CODE and c not in outliers else ANY
+                     for c in cells], dtype=np.int8)
+
+
+def _consistent_masks(patterns: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    return patterns[np.all(((1 << patterns) & masks) != 0, axis=1)]
+
+
+def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEFAULT_PER_ROUND,
+         pin: str = "column") -> Plan:
+    """What is known after the cells in `computed` ({(row, col): regime or "missing"}), and
+    which cells to compute next (none when every cell is computed or inferred).
+
+    Rows and columns must be in the order of their axis values (either direction)."""
+    rows, cols = shape
+    if rows < 1 or cols < 1:
+        raise ValueError(f"the grid needs at least one row and one column, got {shape}")
+    if per_round < 1:
+        raise ValueError(f"per_round must be at least 1, got {per_round}")
+    if pin not in PIN:
+        raise ValueError(f"pin must be one of {PIN}, got {pin!r}")
+    for cell, name in computed.items():
+        if not (0 <= cell[0] < rows and 0 <= cell[1] < cols):
+            raise ValueError(f"computed cell {cell} is outside the {rows} x {cols} grid")
+        if name not in CODE and name != MISSING:
+            raise ValueError(f"cell {cell} has regime {name!r}; expected one of {REGIMES} or {MISSING!r}")
+    if not computed:
+        start = [((0, 0), "start: corner"), ((0, cols - 1), "start: corner"), ((rows - 1, 0), "start: corner"),
+                 ((rows - 1, cols - 1), "start: corner"), ((rows // 2, cols // 2), "start: middle")]
+        seen: dict[Cell, str] = {}
+        for cell, why in start:
+            seen.setdefault(cell, why)
+        return Plan(shape, {}, {}, list(seen.items()), undetermined=[(r, c) for r in range(rows)
+                                                                     for c in range(cols)])
+
+    outliers: set[Cell] = set()
+    blocked: dict[Cell, str] = {}
+    queue: dict[Cell, str] = {}
+    contradicted: list[str] = []
+    while True:
+        mask, source, broken, empty = _infer(shape, computed, outliers, set(blocked))
+        restart = False
+        for cell in sorted(empty - set(blocked)):
+            blocked[cell] = f"check: {source.get(cell, 'the rules')} leaves it no regime"
+            restart = True
+        contradicted = []
+        for kind, i, cells in _lines(shape):
+            if (kind, i) not in broken:
+                continue
+            pats = line_patterns(len(cells))
+            known = _computed_codes(shape, computed, outliers, cells)
+            if len(_consistent_masks(pats, known)):
+                # The computed cells fit the model; cells inferred by crossing lines do not:
+                # the row and column models disagree, so those cells are computed.
+                for cell in cells:
+                    if (cell not in computed and cell in source and source[cell] != f"{kind} {i}"
+                            and cell not in blocked):
+                        blocked[cell] = f"check: {source[cell]} and {kind} {i} infer different regimes"
+                        restart = True
+                continue
+            contradicted.append(f"{kind} {i}")
+            suspects = []
+            for j, cell in enumerate(cells):
+                if known[j] == ANY:
+                    continue
+                without = known.copy()
+                without[j] = ANY
+                if len(_consistent_masks(pats, without)):
+                    suspects.append(j)
+            targets = suspects or [j for j in range(len(cells)) if known[j] != ANY]
+            for j in targets:
+                cell = cells[j]
+                # its neighbours in the line first, then (for a single suspect) in the crossing line
+                near = [cells[k] for k in (j - 1, j + 1) if 0 <= k < len(cells)]
+                nbrs = [(cell[0] + dr, cell[1] + dc) for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
+                        if 0 <= cell[0] + dr < rows and 0 <= cell[1] + dc < cols]
+                unknown = [n for n in (near if any(n not in computed for n in near) else nbrs)
+                           if n not in computed]
+                for n in unknown:
+                    queue.setdefault(n, f"check: neighbour of {cell} ({computed[cell]}), which breaks the "
+                                        f"monotone order of {kind} {i}")
+                measured = [computed[n] for n in nbrs if n in computed and n not in outliers]
+                if (j in suspects and not unknown and len(measured) == len(nbrs) and len(set(measured)) == 1
+                        and measured[0] != computed[cell]):
+                    outliers.add(cell)  # isolated: all its neighbours agree against it
+                    restart = True
+        if not restart:
+            break
+    single = {BIT[name]: name for name in REGIMES}
+    inferred = {(int(r), int(c)): single[int(mask[r, c])] for r, c in zip(*np.nonzero(np.isin(mask, list(single))))
+                if (int(r), int(c)) not in computed}
+
+    labels = {cell: name for cell, name in computed.items()}
+    inferred_from = {}
+    for cell, name in inferred.items():
+        labels[cell] = name
+        inferred_from[cell] = source[cell]
+    undetermined = [(r, c) for r in range(rows) for c in range(cols) if (r, c) not in labels]
+    nxt: list[tuple[Cell, str]] = []
+    for cell, why in list(queue.items()) + list(blocked.items()):
+        if cell not in computed and cell not in dict(nxt):
+            nxt.append((cell, why))
+    busy_rows = {c[0] for c, _ in nxt}
+    busy_cols = {c[1] for c, _ in nxt}
+    scored = []
+    for cell in undetermined:
+        if cell in dict(nxt):
+            continue
+        score, parts = 0.0, []
+        for kind, i, cells in (("column", cell[1], [(r, cell[1]) for r in range(rows)]),
+                               ("row", cell[0], [(cell[0], c) for c in range(cols)])):
+            idx = tuple(np.array(cells).T)
+            ok = _consistent_masks(line_patterns(len(cells)), mask[idx])
+            if not len(ok):
+                continue
+            at = ok[:, cells.index(cell)]
+            cut = (len(ok) - np.bincount(at, minlength=3).max()) / len(ok)
+            if cut > 0:
+                score += cut
+                parts.append(f"{kind} {i}")
+        scored.append((-score, cell, parts))
+    scored.sort()
+    for neg, cell, parts in scored:
+        if len(nxt) >= max(per_round, len(queue) + len(blocked)):
+            break
+        if nxt and (cell[0] in busy_rows or cell[1] in busy_cols):
+            continue
+        why = (f"bisection: {' and '.join(parts)} (cuts {-neg:.2f} of their consistent patterns)" if parts
+               else "fallback: no monotone line determines it")
+        nxt.append((cell, why))
+        busy_rows.add(cell[0])
+        busy_cols.add(cell[1])
+    if undetermined and not nxt:  # unreachable by construction; never stop with unknown cells
+        nxt.append((undetermined[0], "fallback: undetermined"))
+    if not nxt and pin != "none":
+        # Everything is inferred. Pin each boundary between computed cells: an inferred cell
+        # next to a cell of another regime is computed, so a boundary (or a noisy cell's
+        # wrong extrapolation) always rests on measured cells on both sides.
+        steps = ((1, 0), (0, 1)) if pin == "both" else ((1, 0),)
+        for (r, c), name in sorted(inferred.items()):
+            for dr, dc in steps:
+                for n in ((r + dr, c + dc), (r - dr, c - dc)):
+                    other = labels.get(n)
+                    if other in CODE and other != name and (r, c) not in dict(nxt):
+                        nxt.append(((r, c), f"pin: boundary {name} | {other} next to "
+                                            f"{'computed' if n in computed else 'inferred'} {n}"))
+    return Plan(shape, labels, inferred_from, nxt, outliers, contradicted, undetermined)
+
+
+@dataclass
+class Run:
+    """A whole search against known regimes (for tests and benchmarks of the search itself)."""
+
+    plan: Plan
+    rounds: int
+    computed: dict[Cell, tuple[int, str]]   # cell -> (round, reason)
+
+    def agreement(self, truth) -> float:
+        """Fraction of all cells whose final regime equals `truth`'s."""
+        t = np.asarray(truth, dtype=object)
+        return float(np.mean([self.plan.labels.get((r, c)) == t[r, c]
+                              for r in range(t.shape[0]) for c in range(t.shape[1])]))
+
+
+def search(truth, per_round: int = DEFAULT_PER_ROUND, pin: str = "column", max_rounds: int = 1000) -> Run:
+    """Run the search to the end, reading each requested cell's regime from `truth` (a 2-D
+    array of regime names or "missing"), as the workflow would compute it."""
+    t = np.asarray(truth, dtype=object)
+    computed: dict[Cell, str] = {}
+    why: dict[Cell, tuple[int, str]] = {}
+    for rnd in range(max_rounds + 1):
+        p = plan(t.shape, computed, per_round, pin)
+        if p.done:
+            return Run(p, rnd, why)
+        for cell, reason in p.next:
+            computed[cell] = str(t[cell])
+            why[cell] = (rnd, reason)
+    raise RuntimeError(f"the search did not finish in {max_rounds} rounds")
+
+
+# --- the workflow's view: a study's values and one round at a time ------------------------------
+
+def cell_regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float) -> str:
+    """The full grid's rule (threeregime.tables.regime), NaN metrics giving "missing"."""
+    from .tables import regime
+
+    return regime(lmc, cka, lmc_epsilon, cka_threshold)
+
+
+def in_values(text: str, temperatures, loads) -> str:
+    """A reason in grid indices ("row 1", "column 3", "(1, 3)") told in the study's values."""
+    import re
+
+    text = re.sub(r"\((\d+), (\d+)\)", lambda m: f"({temperatures[int(m[1])]:g}, {loads[int(m[2])]:g})", text)
+    text = re.sub(r"\brow (\d+)", lambda m: f"the row at temperature {temperatures[int(m[1])]:g}", text)
+    return re.sub(r"\bcolumn (\d+)", lambda m: f"the column at load {loads[int(m[1])]:g}", text)
+
+
+def advance(state: dict | None, measured: dict[tuple[float, float], dict], temperatures, loads,
+            per_round: int = DEFAULT_PER_ROUND) -> dict:
+    """One round of the workflow's search, as JSON-able data.
+
+    state: the previous round's return value (None for the first round). measured: the cells
+    the previous round asked for, {(temperature, load): {"regime", "lmc", "cka", ...}}.
+    Returns {"round", "temperatures", "loads", "computed": [...], "next": [...], "done"}:
+    computed rows carry their values, the round they were computed in and why; next rows the
+    cells to compute now and why."""
+    temps = sorted(float(v) for v in temperatures)
+    lds = sorted(float(v) for v in loads)
+    if state is None:
+        rnd, computed_rows, asked = 0, [], {}
+    else:
+        if [float(v) for v in state["temperatures"]] != temps or [float(v) for v in state["loads"]] != lds:
+            raise ValueError("the previous round was made for another grid; delete its round files and rerun")
+        rnd = state["round"] + 1
+        computed_rows = [dict(r) for r in state["computed"]]
+        asked = {(float(r["temperature"]), float(r["load"])): r["reason"] for r in state["next"]}
+    if set(measured) != set(asked):
+        raise ValueError(f"measured cells {sorted(measured)} are not the cells the previous round asked for "
+                         f"{sorted(asked)}")
+    for (t, l), values in sorted(measured.items()):
+        computed_rows.append({**values, "temperature": t, "load": l, "round": rnd - 1, "reason": asked[(t, l)]})
+    pos = {(t, l): (temps.index(t), lds.index(l)) for t in temps for l in lds}
+    computed = {pos[(r["temperature"], r["load"])]: r["regime"] for r in computed_rows}
+    p = plan((len(temps), len(lds)), computed, per_round)
+    return {"round": rnd, "temperatures": temps, "loads": lds, "per_round": per_round,
+            "computed": computed_rows,
+            "next": [{"temperature": temps[c[0]], "load": lds[c[1]], "reason": in_values(why, temps, lds)}
+                     for c, why in p.next],
+            "done": p.done}
+
+
+def per_round_of(config: dict, study: str) -> int:
+    """`studies.<study>.adaptive.per_round` (validated by the schema), or the default."""
+    return int(config.get("studies", {}).get(study, {}).get("adaptive", {}).get("per_round", DEFAULT_PER_ROUND))
+
+
+def round_cells(study, state: dict | None) -> list:
+    """The cells (one per dense seed) whose metrics the round after `state` reads: those
+    `state` asked for, as the study's `CellSpec`s (their paths are the full grid's)."""
+    if state is None:
+        return []
+    return [study.cell(a["temperature"], a["load"], seed) for a in state["next"] for seed in study.dense_seeds]
+
+
+def measure(study, state: dict, logs: list[str], landscapes: list[str]) -> dict[tuple[float, float], dict]:
+    """The metrics and regime of every cell `state` asked for, read from its files as the full
+    grid's table reads them (threeregime.tables: means over dense seeds, retrain seeds and pairs)."""
+    import pandas as pd
+
+    from .tables import cell_rows, summarize
+
+    cells = round_cells(study, state)
+    if len(cells) != len(logs) or len(cells) != len(landscapes):
+        raise ValueError(f"{len(cells)} cells asked for, but {len(logs)} logs and {len(landscapes)} landscape files")
+    values = [(float(a["temperature"]), float(a["load"])) for a in state["next"] for _ in study.dense_seeds]
+    rows = []
+    for (t, l), c, log, land in zip(values, cells, logs, landscapes):
+        key = {"study": study.name, "temperature_axis": study.temperature.name, "temperature": t,
+               "load_axis": study.load.name, "load": l, "dense_seed": c.seed, "density": c.prune.density,
+               "run": c.run.key, "ckpt": c.ckpt, "prune": c.prune.key, "retrain": c.retrain.key}
+        rows += cell_rows(key, log, land)
+    r = study.regimes
+    summary = summarize(pd.DataFrame(rows), r.get("lmc_epsilon", -0.05), r.get("cka_threshold", 0.9))
+    return {(float(s["temperature"]), float(s["load"])): {k: (float(s[k]) if k != "regime" else str(s[k]))
+                                                          for k in ("regime", "lmc", "cka", "cka_logit", "test_error")}
+            for s in summary.to_dict("records")}
+
+
+def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", load_axis: str = ""):
+    """Every cell of the grid after the last round: computed (with values, round, reason) or
+    skipped (inferred regime and the rule of the search that determined it)."""
+    import pandas as pd
+
+    temps, lds = state["temperatures"], state["loads"]
+    computed = {(float(r["temperature"]), float(r["load"])): r for r in state["computed"]}
+    codes = {(temps.index(t), lds.index(l)): r["regime"] for (t, l), r in computed.items()}
+    p = plan((len(temps), len(lds)), codes, state.get("per_round", DEFAULT_PER_ROUND))
+
+    rows = []
+    for i, t in enumerate(temps):
+        for j, l in enumerate(lds):
+            base = {"study": study_name, "temperature_axis": temperature_axis, "temperature": t,
+                    "load_axis": load_axis, "load": l}
+            r = computed.get((t, l))
+            if r is not None:
+                rows.append({**base, "computed": True, "regime": r["regime"], "round": int(r["round"]),
+                             "reason": r["reason"], "outlier": (i, j) in p.outliers,
+                             **{k: float(r.get(k, math.nan)) for k in ("lmc", "cka", "cka_logit", "test_error")}})
+            else:
+                rule = p.inferred_from.get((i, j))
+                rows.append({**base, "computed": False, "regime": p.labels.get((i, j), "undetermined"), "round": -1,
+                             "reason": f"inferred from {in_values(rule, temps, lds)}" if rule else "undetermined",
+                             "outlier": False, "lmc": math.nan, "cka": math.nan, "cka_logit": math.nan,
+                             "test_error": math.nan})
+    return pd.DataFrame(rows)
