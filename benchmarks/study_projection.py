@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from threeregime import landscape, study as st  # noqa: E402
 from threeregime.data import CIFAR_MEAN, CIFAR_STD, DeviceData, from_arrays  # noqa: E402
-from threeregime.models import ModelSpec, PreResNet  # noqa: E402
+from threeregime.models import ModelSpec, build_network  # noqa: E402
 from threeregime.training import Engine, train_copies  # noqa: E402
 
 # Image counts and classes of the data sets the studies name (train, test, classes).
@@ -108,7 +108,7 @@ def time_training(key, engine: Engine, steps: int) -> float:
     data = DeviceData(ds, engine.device, 4, True)
     hp = st.TrainSpec(epochs=2, batch_size=batch, optimizer=optimizer, rho=rho, milestones=())
     torch.manual_seed(0)
-    init = PreResNet(model, 1).copy_state(0)
+    init = build_network(model, 1).copy_state(0)
     marks = []
 
     def on_epoch(epoch, _model, _history):
@@ -128,7 +128,7 @@ def time_landscape(key, engine: Engine, full: dict) -> float:
     if data_name not in full:
         full[data_name] = DeviceData(synthetic(data_name), engine.device)
     torch.manual_seed(0)
-    states = {s: PreResNet(model, 1).copy_state(0) for s in range(1, k + 1)}
+    states = {s: build_network(model, 1).copy_state(0) for s in range(1, k + 1)}
     landscape.landscape_metrics(model, states, full[data_name], engine, replace(what, points=3))  # warm-up
     sync(engine.device)
     t0 = time.perf_counter()

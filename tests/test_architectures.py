@@ -54,7 +54,7 @@ def test_cat_copies_keeps_each_copys_channels_together(layout):
 
 
 def _setup(ds, arch, depth, width):
-    small = from_arrays(ds.x_train[:192], ds.y_train[:192], ds.x_test[:64], ds.y_test[:64])
+    small = from_arrays(ds.x_train[:128], ds.y_train[:128], ds.x_test[:64], ds.y_test[:64])
     spec = ModelSpec(arch, depth, width, in_channels=small.image_shape[-1], num_classes=small.num_classes)
     data = DeviceData(small, torch.device("cpu"), crop_padding=4, hflip=True)
     torch.manual_seed(0)
@@ -63,7 +63,7 @@ def _setup(ds, arch, depth, width):
 
 @pytest.mark.parametrize("arch, depth, width", [("vgg", 11, 0.125), ("densenet", 10, 0.5)])
 def test_fused_copies_match_separate_runs(cifar_small, arch, depth, width):
-    """Three pruned copies in one grouped network = three separate runs (3 SGD steps each),
+    """Three pruned copies in one grouped network = three separate runs (2 SGD steps each),
     in channels_last as the workflow runs on CPUs and GPUs (Engine.auto)."""
     spec, data, init = _setup(cifar_small, arch, depth, width)
     masks = magnitude_masks({n: init[n] for n in build_network(spec).prunable()}, 0.3, "uniform")
