@@ -15,7 +15,7 @@ checkpoint adaptive_round:
     params:
         grid=lambda wc: [list(study(wc.study).temperatures), list(study(wc.study).loads)],
         regimes=lambda wc: study(wc.study).regimes,
-        per_round=lambda wc: per_round_of(config, wc.study),
+        settings=lambda wc: settings_of(config, wc.study),
     conda:
         ENV
     log:

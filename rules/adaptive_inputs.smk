@@ -1,7 +1,7 @@
 # Input functions of the adaptive search's rules (rules/adaptive.smk).
 import json
 
-from threeregime.adaptive import per_round_of, round_cells  # noqa: E402
+from threeregime.adaptive import round_cells, settings_of  # noqa: E402
 
 
 def _json(path):

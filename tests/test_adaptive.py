@@ -165,3 +165,18 @@ def test_bad_input_is_refused_with_the_reason():
         advance(first, {(9.0, 0.1): {"regime": "I"}}, [1, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match="another grid"):
         advance(first, {}, [1, 2, 3], [0.1, 0.2])
+
+
+# The regimes the full 8 x 6 grid of presets/adaptive_demo.yaml measured (rows: epochs 5..40,
+# columns: density 2..20 %): LMC of one pair near ε makes the sparse columns non-monotone.
+DEMO_GRID = np.array([r.split() for r in (
+    "I I II-A II-A II-A II-B", "II-A II-A II-A II-A II-A II-B", "I II-A II-A II-A II-A II-B",
+    "II-A II-A II-A II-A II-A II-B", "I II-A II-A II-A II-A II-B", "I I II-A I II-A II-B",
+    "I II-A II-A II-A II-A II-B", "I II-A I II-A II-A II-B")], dtype=object)
+
+
+@pytest.mark.parametrize("pin, n_computed, n_same", [("column", 19, 42), ("both", 40, 47)])
+def test_the_demo_grid_measured(pin, n_computed, n_same):
+    run = search(DEMO_GRID, 2, pin)
+    assert len(run.computed) == n_computed
+    assert round(run.agreement(DEMO_GRID) * 48) == n_same

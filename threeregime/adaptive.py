@@ -391,7 +391,7 @@ def in_values(text: str, temperatures, loads) -> str:
 
 
 def advance(state: dict | None, measured: dict[tuple[float, float], dict], temperatures, loads,
-            per_round: int = DEFAULT_PER_ROUND) -> dict:
+            per_round: int = DEFAULT_PER_ROUND, pin: str = "column") -> dict:
     """One round of the workflow's search, as JSON-able data.
 
     state: the previous round's return value (None for the first round). measured: the cells
@@ -416,17 +416,18 @@ def advance(state: dict | None, measured: dict[tuple[float, float], dict], tempe
         computed_rows.append({**values, "temperature": t, "load": l, "round": rnd - 1, "reason": asked[(t, l)]})
     pos = {(t, l): (temps.index(t), lds.index(l)) for t in temps for l in lds}
     computed = {pos[(r["temperature"], r["load"])]: r["regime"] for r in computed_rows}
-    p = plan((len(temps), len(lds)), computed, per_round)
-    return {"round": rnd, "temperatures": temps, "loads": lds, "per_round": per_round,
+    p = plan((len(temps), len(lds)), computed, per_round, pin)
+    return {"round": rnd, "temperatures": temps, "loads": lds, "per_round": per_round, "pin": pin,
             "computed": computed_rows,
             "next": [{"temperature": temps[c[0]], "load": lds[c[1]], "reason": in_values(why, temps, lds)}
                      for c, why in p.next],
             "done": p.done}
 
 
-def per_round_of(config: dict, study: str) -> int:
-    """`studies.<study>.adaptive.per_round` (validated by the schema), or the default."""
-    return int(config.get("studies", {}).get(study, {}).get("adaptive", {}).get("per_round", DEFAULT_PER_ROUND))
+def settings_of(config: dict, study: str) -> dict:
+    """`studies.<study>.adaptive` (validated by the schema) with the defaults filled in."""
+    given = config.get("studies", {}).get(study, {}).get("adaptive", {})
+    return {"per_round": int(given.get("per_round", DEFAULT_PER_ROUND)), "pin": str(given.get("pin", "column"))}
 
 
 def round_cells(study, state: dict | None) -> list:
@@ -469,7 +470,7 @@ def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", lo
     temps, lds = state["temperatures"], state["loads"]
     computed = {(float(r["temperature"]), float(r["load"])): r for r in state["computed"]}
     codes = {(temps.index(t), lds.index(l)): r["regime"] for (t, l), r in computed.items()}
-    p = plan((len(temps), len(lds)), codes, state.get("per_round", DEFAULT_PER_ROUND))
+    p = plan((len(temps), len(lds)), codes, state.get("per_round", DEFAULT_PER_ROUND), state.get("pin", "column"))
 
     rows = []
     for i, t in enumerate(temps):

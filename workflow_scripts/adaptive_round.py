@@ -17,7 +17,7 @@ if "previous" in smk.input.keys():
     with open(smk.input.previous) as f:
         state = json.load(f)
     measured = measure(study, state, list(smk.input.logs), list(smk.input.landscapes))
-new = advance(state, measured, study.temperatures, study.loads, smk.params.per_round)
+new = advance(state, measured, study.temperatures, study.loads, **smk.params.settings)
 save_json(new, smk.output[0])
 log(f"round {new['round']}: {len(new['computed'])} cells computed, "
     + ("done" if new["done"] else f"next: " + "; ".join(f"({n['temperature']:g}, {n['load']:g}) {n['reason']}"
