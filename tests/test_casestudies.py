@@ -222,7 +222,6 @@ def test_every_case_study_figure_draws_from_synthetic_tables(tmp_path):
     for name, algorithm, params, ps, ds in [
         ("f3", "temperature", {}, panels, [data, data]),
         ("f4", "selection", {"alpha": 2, "select_by": "test_error"}, panels, [data, data]),
-        ("f16", "selection", {"alpha": 2, "select_by": "cka"}, panels[:1], [data]),
         ("f5", "sam_vs_sgd", {"rho": 0.6, "density": 0.1}, panels, [data, data]),
         ("f6", "sam_rho", {"small_rho": 0.2, "large_rho": 0.6}, panels[:1], [{**data, "grid": rho_grid}]),
     ]:

@@ -92,7 +92,7 @@ def selection_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_p
     finite = lmcs[np.isfinite(lmcs)]
     norm = Normalize(float(finite.min()) if len(finite) else -1, max(0.0, float(finite.max())) if len(finite) else 0)
     cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.0, 4.2), layout="constrained",
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(8.5, 4.6 * len(panels) + 1.0), 4.2), layout="constrained",
                              squeeze=False)
     method = "LMC + test error after α epochs (Algorithm 2)" if table.select_by.iloc[0] == "test_error" else \
         "LMC + CKA after α epochs (Algorithm 2.1)"
