@@ -120,6 +120,7 @@ def retrain_cell(pruned_path: str, out_path: str, log_path: str, data_spec: Data
         if all(os.path.exists(p) for p in done):
             continue
         diverged = None
+        log(f"copies {group}: pass {lo // per_pass + 1} of {-(-len(seeds) // per_pass)} (each pass logs its own ETA)")
         try:
             states, history = train_copies(
                 spec, [ckpt["state_dict"]] * len(group), group, data, hp, engine, masks=masks,

@@ -378,7 +378,7 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsil
               f"Regime II-A | II-B boundary (CKA = {cka_threshold:g})"]
     blank = ~(np.isfinite(test) & np.isfinite(lmc) & np.isfinite(cka)) | (grids.regimes == MISSING)
     if any(blank[rc] for rc in running_cells):
-        handles.append(Patch(facecolor="white", edgecolor="0.4", hatch=_RUNNING_HATCH["hatch"]))
+        handles.append(Patch(facecolor="white", edgecolor=_RUNNING_HATCH["hatchcolor"], hatch=_RUNNING_HATCH["hatch"]))
         labels.append("running")
     if any(blank[r, c] and (r, c) not in running_cells for r in range(ny) for c in range(nx)):
         handles.append(Patch(facecolor="white", edgecolor="0.4", hatch=_MISSING_HATCH["hatch"]))
@@ -503,5 +503,5 @@ def lmc_curves(pairs: Sequence[dict], pdf_path: str, png_path: str, title: str =
         ax.legend(fontsize=8, loc="best", title="pair (a / b)", title_fontsize=8)
     else:
         ax.text(0.5, 0.5, "no pairs", transform=ax.transAxes, ha="center", va="center")
-    ax.set_title(title or "Linear mode connectivity", fontsize=11)
+    ax.set_title(title or "Linear mode connectivity", fontsize=11 if "\n" not in title else 9.5)
     _save(fig, pdf_path, png_path)

@@ -11,4 +11,4 @@ land = json.loads(Path(smk.input[0]).read_text())
 pairs = [{**p, "ts": land.get("ts", [])} for p in land["pairs"] if "train_error_curve" in p]
 m = land["meta"]
 lmc_curves(pairs, smk.output.pdf, smk.output.png,
-           title=f"{m['run']} seed {m['seed']} {m['ckpt']} {m['prune']}: train error along θ(t)")
+           title=f"LMC curves: {m['prune']} of {m['ckpt']}, dense seed {m['seed']}\n{m['run']}")
