@@ -84,6 +84,13 @@ def _repo_copy(dest, tiny_grid):
     folder, _ = tiny_grid
     for part in ("results", ".snakemake"):
         shutil.copytree(folder / part, dest / part, symlinks=True)
+    # The advice example starts from the case-study demo's 12-epoch checkpoint; stand the tiny
+    # grid's dense checkpoint (the same digits PreResNet-8, narrower) in for it, at its path.
+    out = subprocess.run([sys.executable, "-m", "threeregime.progress", "--configfile", "presets/demo_case_studies.yaml",
+                          "--study", "cs_epochs", "--where", "12", "0.02", "--seed", "1", "--file", "dense"],
+                         cwd=dest, capture_output=True, text=True, check=True).stdout.strip()
+    (dest / out).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(next((dest / "results" / "dense").glob("*/seed1/epoch2.pt")), dest / out)
 
 
 def test_every_readme_command_works(tiny_grid, tmp_path):
