@@ -30,7 +30,8 @@ rule adaptive_table:
         adaptive_last_round,
     output:
         table="results/studies/{study}/adaptive.parquet",
-        csv="results/studies/{study}/adaptive.csv",
+        csv=report("results/studies/{study}/adaptive.csv", caption="../report/adaptive.rst", category="{study}",
+                   subcategory="Adaptive search"),
     conda:
         ENV
     log:
@@ -45,7 +46,8 @@ rule adaptive_diagram:
         "results/studies/{study}/adaptive.parquet",
     output:
         pdf="results/studies/{study}/adaptive.pdf",
-        png="results/studies/{study}/adaptive.png",
+        png=report("results/studies/{study}/adaptive.png", caption="../report/adaptive.rst", category="{study}",
+                   subcategory="Adaptive search"),
     params:
         regimes=lambda wc: study(wc.study).regimes,
     conda:

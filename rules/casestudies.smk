@@ -9,8 +9,10 @@ rule case_study:
         unpack(case_inputs),
     output:
         pdf="results/{case}.pdf",
-        png="results/{case}.png",
-        table="results/{case}.csv",
+        png=report("results/{case}.png", caption="../report/case_study.rst", category="Case studies",
+                   subcategory="{case}"),
+        table=report("results/{case}.csv", caption="../report/case_study.rst", category="Case studies",
+                     subcategory="{case}"),
     params:
         case=lambda wc: case_study(wc.case).as_dict(),
         dense=lambda wc: case_dense_index(wc.case),

@@ -47,3 +47,11 @@ def tiny_grid(tmp_path_factory):
     cfg = write_config(folder / "config", TINY)
     smk("-d", str(folder), "--configfile", cfg, "--cores", "2")
     return folder, cfg
+
+
+def pytest_collection_modifyitems(config, items):
+    """The real Slurm test runs last. Once it has installed Slurm, `scontrol` exists but no
+    controller answers after the test stops it, and the slurm executor plugin's import (in every
+    Snakemake process) waits 9 s for `scontrol show config`: after it, each Snakemake call of the
+    other tests would pay that."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)  # stable: order kept otherwise

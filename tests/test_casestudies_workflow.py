@@ -93,3 +93,11 @@ def test_case_study_figures_are_drawn(run):
         assert (d / f"results/{c}.pdf").stat().st_size > 5_000
         assert (d / f"results/{c}.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(d.rglob("*.tmp"))
+    # the Snakemake report files them under "Case studies", each with its algorithm's caption
+    report = d / "report.html"
+    smk("-d", str(d), "--report", str(report), *[f"results/{c}.pdf" for c in CASES],
+        "--configfile", write_config(d, CONFIG))
+    html = report.read_text(errors="replace")
+    for text in ("Case studies", "which way to move the temperature", "which dense model to prune",
+                 "chosen by CKA", "case_rho"):
+        assert text in html, text
