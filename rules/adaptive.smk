@@ -55,4 +55,4 @@ rule adaptive_diagram:
     log:
         f"{LOGS}/adaptive_diagram/{{study}}.log",
     script:
-        "../workflow_scripts/adaptive_diagram.py"
+        "../workflow_scripts/phase_diagram.py"
