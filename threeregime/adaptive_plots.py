@@ -11,7 +11,6 @@ Three panels on the study's temperature x load grid, hottest row on top as in `p
 
 from __future__ import annotations
 
-import io
 
 import matplotlib
 
@@ -22,8 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize, to_rgb  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from .checkpoints import save_bytes  # noqa: E402
-from .plots import DENSITY, EDGE_I, EPOCHS, AxisStyle, edge_paths, regime_edges, temperature_order  # noqa: E402
+from .plots import DENSITY, EDGE_I, _save, EPOCHS, AxisStyle, edge_paths, regime_edges, temperature_order  # noqa: E402
 
 REGIME_COLOURS = {"I": "#3b5b92", "II-A": "#e0913a", "II-B": "#4d9a5a", "missing": "#bbbbbb",
                   "undetermined": "#ffffff"}
@@ -123,8 +121,4 @@ def adaptive_diagram(table: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsi
     n_comp = int(computed.sum())
     fig.suptitle(f"{title + ': ' if title else ''}adaptive search, {n_comp} of {nx * ny} cells computed "
                  f"({nx * ny / max(n_comp, 1):.1f}x fewer)", fontsize=11)
-    for path, fmt, meta in ((pdf_path, "pdf", {"CreationDate": None}), (png_path, "png", {"Software": None})):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=200, metadata=meta)
-        save_bytes(buf.getvalue(), path)
-    plt.close(fig)
+    _save(fig, pdf_path, png_path)

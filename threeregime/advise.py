@@ -32,8 +32,9 @@ import torch
 from .checkpoints import CheckpointError, save_json
 from .data import DataError, DataSpec, DeviceData, load_dataset
 from .landscape import LandscapeSpec, landscape_metrics
-from .models import ModelSpec, PreResNet
-from .pruning import METHODS, apply_masks, density_of, magnitude_masks
+from .models import ModelSpec, build_network
+from .pipeline import prune_state
+from .pruning import METHODS, density_of
 from .tables import regime
 from .training import Engine, TrainSpec, train_copies
 
@@ -90,7 +91,7 @@ def infer_spec(state: dict) -> ModelSpec:
 
 
 def check_matches(state: dict, spec: ModelSpec) -> None:
-    own = PreResNet(spec, 1).state_dict()
+    own = build_network(spec, 1).state_dict()
     extra, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
     if extra or missing:
         raise AdviseError(f"the checkpoint is not a {spec.key} state dict: unexpected keys {extra[:3]}, missing "
@@ -115,9 +116,7 @@ def advise(state: dict, spec: ModelSpec, data_spec: DataSpec, density: float, re
                           f"classes, data set {data_spec.name!r} has {ds.image_shape[-1]} channels and "
                           f"{ds.num_classes} classes: give the data set the model was trained on")
     data = DeviceData(ds, engine.device, data_spec.crop_padding, data_spec.hflip)
-    conv = {name: state[name] for name in PreResNet(spec, 1).prunable()}
-    masks = magnitude_masks(conv, density, method)
-    pruned = apply_masks(state, masks)
+    pruned, masks = prune_state(state, spec, density, method)
     log(f"pruned {spec.key} to density {density} ({method}): kept {density_of(masks):.4f} of conv weights; "
         f"retraining {len(seeds)} copies for {retrain.total_epochs(data.n_train)} epochs")
     states, history = train_copies(spec, [pruned] * len(seeds), seeds, data, retrain, engine, masks=masks, log=log)

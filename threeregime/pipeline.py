@@ -70,14 +70,17 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
         os.remove(resume_path)
 
 
+def prune_state(state: dict, spec: ModelSpec, density: float, method: str) -> tuple[dict, dict]:
+    """(pruned state dict, masks): magnitude pruning of every prunable conv weight of `spec`'s network."""
+    conv = {name: state[name] for name in build_network(spec, 1).prunable()}
+    masks = magnitude_masks(conv, density, method)
+    return apply_masks(state, masks), masks
+
+
 def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str, expect: dict,
                      meta: dict, log=print) -> float:
     ckpt = load_torch(dense_path, expect=expect)
-    spec = _spec_of(ckpt)
-    state = ckpt["state_dict"]
-    conv = {name: state[name] for name in build_network(spec, 1).prunable()}
-    masks = magnitude_masks(conv, density, method)
-    pruned = apply_masks(state, masks)
+    pruned, masks = prune_state(ckpt["state_dict"], _spec_of(ckpt), density, method)
     achieved = density_of(masks)
     save_torch({"meta": {**meta, "achieved_density": achieved}, "spec": ckpt["spec"], "state_dict": pruned,
                 "mask": masks}, out_path)
