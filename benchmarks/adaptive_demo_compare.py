@@ -7,8 +7,14 @@ does (over the cells the full grid has computed so far, so it also works while t
 is still running). With the whole grid present, it replays the search on the measured regimes
 (threeregime.adaptive.search) and checks that it asks for the same cells as the workflow did.
 
+With --repeat-workdir/--repeat-configfile (the same study's full grid computed again with other
+retrain seeds), it also prints how often the full grid agrees with its own repeat: the noise
+floor of "labelled as the full grid".
+
     python benchmarks/adaptive_demo_compare.py --workdir results/adaptive_bench \\
-        --configfile presets/adaptive_demo.yaml --study demo_adaptive
+        --configfile presets/adaptive_demo.yaml --study demo_adaptive \\
+        [--repeat-workdir results/adaptive_repeat \\
+         --repeat-configfile presets/adaptive_demo.yaml presets/adaptive_demo_repeat.yaml]
 """
 
 import argparse
@@ -25,21 +31,22 @@ from threeregime.tables import cell_rows, summarize
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--configfile", required=True)
-    ap.add_argument("--study", required=True)
-    args = ap.parse_args()
+def load_config(configfiles: list[str]) -> dict:
+    """config.yaml with the given config files merged over it, in order (as Snakemake does)."""
     with open(os.path.join(ROOT, "config.yaml")) as f:
         config = yaml.safe_load(f)
-    with open(args.configfile) as f:
-        config = deep_merge(config, yaml.safe_load(f))
-    study = resolve_study(config, args.study)
+    for path in configfiles:
+        with open(path) as f:
+            config = deep_merge(config, yaml.safe_load(f))
+    return config
+
+
+def full_grid(study, workdir: str) -> pd.DataFrame:
+    """The full grid's summary (one row per cell whose files exist), indexed by (temperature, load)."""
     rows = []
     for t, l, c in study.cells():
-        land = os.path.join(args.workdir, c.landscape_path)
-        log = os.path.join(args.workdir, c.retrain_dir, "retrain_log.csv")
+        land = os.path.join(workdir, c.landscape_path)
+        log = os.path.join(workdir, c.retrain_dir, "retrain_log.csv")
         if os.path.exists(land) and os.path.exists(log):
             key = {"study": study.name, "temperature_axis": study.temperature.name, "temperature": float(t),
                    "load_axis": study.load.name, "load": float(l), "dense_seed": c.seed,
@@ -47,7 +54,24 @@ def main():
                    "retrain": c.retrain.key}
             rows += cell_rows(key, log, land)
     r = study.regimes
-    full = summarize(pd.DataFrame(rows), r["lmc_epsilon"], r["cka_threshold"]).set_index(["temperature", "load"])
+    return summarize(pd.DataFrame(rows), r["lmc_epsilon"], r["cka_threshold"]).set_index(["temperature", "load"])
+
+
+def as_grid(table: pd.DataFrame, temps, loads) -> np.ndarray:
+    return np.array([[table.regime.get((t, l), "?") for l in loads] for t in temps], dtype=object)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--configfile", required=True, nargs="+")
+    ap.add_argument("--study", required=True)
+    ap.add_argument("--repeat-workdir", help="the same study's full grid computed again (other retrain seeds)")
+    ap.add_argument("--repeat-configfile", nargs="+", help="the config files the repeat was computed with")
+    args = ap.parse_args()
+    config = load_config(args.configfile)
+    study = resolve_study(config, args.study)
+    full = full_grid(study, args.workdir)
     adaptive = pd.read_parquet(os.path.join(args.workdir, study.dir, "adaptive.parquet")).set_index(
         ["temperature", "load"])
     n = len(study.temperatures) * len(study.loads)
@@ -62,15 +86,33 @@ def main():
     for (t, l), row in both[~same].iterrows():
         print(f"  differs at ({t:g}, {l:g}): search {row.regime} ({row.reason}), full grid {row.full}")
     temps, loads = sorted(map(float, study.temperatures)), sorted(map(float, study.loads))
-    grid = np.array([[full.regime.get((t, l), "?") for l in loads] for t in temps], dtype=object)
+    grid = as_grid(full, temps, loads)
     print("full grid regimes (rows: temperature ascending, columns: load ascending):")
     for t, line in zip(temps, grid):
         print(f"  {t:>6g}  " + " ".join(f"{x:5}" for x in line))
+    settings = config["studies"][args.study].get("adaptive", {})
+    per_round, pin = int(settings.get("per_round", 2)), settings.get("pin", "column")
     if len(full) == n:
-        replay = search(grid, int(config["studies"][args.study].get("adaptive", {}).get("per_round", 2)))
+        replay = search(grid, per_round, pin)
         asked = {(temps[i], loads[j]) for i, j in replay.computed}
         print(f"replay on the measured grid: {len(asked)} cells, same cells as the workflow: "
               f"{asked == set(adaptive.index[adaptive.computed])}, agreement {100 * replay.agreement(grid):.1f} %")
+    if args.repeat_workdir:
+        repeat_study = resolve_study(load_config(args.repeat_configfile or args.configfile), args.study)
+        repeat = as_grid(full_grid(repeat_study, args.repeat_workdir), temps, loads)
+        if "?" in repeat or "?" in grid:
+            raise SystemExit("both full grids must be complete to compare them")
+        searched = np.array([[adaptive.regime[(t, l)] for l in loads] for t in temps], dtype=object)
+        print(f"repeat of the full grid (retrain seeds {list(repeat_study.base.retrain.seeds)}): labelled as the full grid: "
+              f"{int((repeat == grid).sum())} of {n} ({100 * np.mean(repeat == grid):.1f} %)")
+        print(f"adaptive search labelled as the repeat: {int((searched == repeat).sum())} of {n} "
+              f"({100 * np.mean(searched == repeat):.1f} %)")
+        replay = search(repeat, per_round, pin)
+        print(f"search replayed on the repeat: {len(replay.computed)} cells, labelled as the repeat "
+              f"{100 * replay.agreement(repeat):.1f} %, as the first full grid {100 * replay.agreement(grid):.1f} %")
+        print("repeat regimes:")
+        for t, line in zip(temps, repeat):
+            print(f"  {t:>6g}  " + " ".join(f"{x:5}" for x in line))
 
 
 if __name__ == "__main__":

@@ -168,15 +168,31 @@ def test_bad_input_is_refused_with_the_reason():
 
 
 # The regimes the full 8 x 6 grid of presets/adaptive_demo.yaml measured (rows: epochs 5..40,
-# columns: density 2..20 %): LMC of one pair near ε makes the sparse columns non-monotone.
+# columns: density 2..20 %; the demo's retraining: 12 epochs, three copies), and the same grid
+# again with retrain seeds 4-6 (presets/adaptive_demo_repeat.yaml). LMC sits within its noise of
+# ε in the 3-5 % columns, so the two full grids agree on 39 of the 48 cells.
 DEMO_GRID = np.array([r.split() for r in (
-    "I I II-A II-A II-A II-B", "II-A II-A II-A II-A II-A II-B", "I II-A II-A II-A II-A II-B",
-    "II-A II-A II-A II-A II-A II-B", "I II-A II-A II-A II-A II-B", "I I II-A I II-A II-B",
-    "I II-A II-A II-A II-A II-B", "I II-A I II-A II-A II-B")], dtype=object)
+    "I II-A II-A II-A II-B II-B", "I II-A II-A II-A II-B II-B", "I II-A II-A II-A II-B II-B",
+    "II-A I II-A II-A II-B II-B", "I I II-A II-A II-B II-B", "I I I II-A II-B II-B",
+    "I II-A II-A II-A II-B II-B", "I II-A I II-A II-B II-B")], dtype=object)
+DEMO_REPEAT = np.array([r.split() for r in (
+    "I I II-A II-A II-B II-B", "I I II-A II-A II-B II-B", "I I II-A II-A II-B II-B",
+    "II-A I I II-A II-B II-B", "I I I II-A II-B II-B", "I I I I II-B II-B",
+    "I II-A II-A I II-B II-B", "I I I I II-B II-B")], dtype=object)
 
 
-@pytest.mark.parametrize("pin, n_computed, n_same", [("column", 19, 42), ("both", 40, 47)])
-def test_the_demo_grid_measured(pin, n_computed, n_same):
-    run = search(DEMO_GRID, 2, pin)
+def test_the_demo_grids_agree_on_39_cells():
+    assert int((DEMO_GRID == DEMO_REPEAT).sum()) == 39
+
+
+@pytest.mark.parametrize("grid, pin, n_computed, n_same, n_same_other", [
+    ("grid", "column", 20, 44, 37), ("grid", "both", 42, 48, 39),
+    ("repeat", "column", 20, 45, 36), ("repeat", "both", 29, 45, 36)])
+def test_the_demo_grids_measured(grid, pin, n_computed, n_same, n_same_other):
+    """The search on the two measured demo grids: cells computed, cells labelled as the grid it
+    searched, and as the other grid (which the full grid itself matches on 39 of 48)."""
+    this, other = (DEMO_GRID, DEMO_REPEAT) if grid == "grid" else (DEMO_REPEAT, DEMO_GRID)
+    run = search(this, 2, pin)
     assert len(run.computed) == n_computed
-    assert round(run.agreement(DEMO_GRID) * 48) == n_same
+    assert round(run.agreement(this) * 48) == n_same
+    assert round(run.agreement(other) * 48) == n_same_other
