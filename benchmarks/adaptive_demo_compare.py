@@ -99,9 +99,18 @@ def main():
               f"{asked == set(adaptive.index[adaptive.computed])}, agreement {100 * replay.agreement(grid):.1f} %")
     if args.repeat_workdir:
         repeat_study = resolve_study(load_config(args.repeat_configfile or args.configfile), args.study)
-        repeat = as_grid(full_grid(repeat_study, args.repeat_workdir), temps, loads)
+        repeat_table = full_grid(repeat_study, args.repeat_workdir)
+        repeat = as_grid(repeat_table, temps, loads)
         if "?" in repeat or "?" in grid:
             raise SystemExit("both full grids must be complete to compare them")
+        eps = study.regimes["lmc_epsilon"]
+        for t, l in [(t, l) for t in temps for l in loads if full.regime[(t, l)] != repeat_table.regime[(t, l)]]:
+            print(f"  the grids differ at ({t:g}, {l:g}): {full.regime[(t, l)]} (LMC {full.lmc[(t, l)]:.3f}), "
+                  f"repeat {repeat_table.regime[(t, l)]} (LMC {repeat_table.lmc[(t, l)]:.3f}); eps {eps:g}")
+        near = (full.lmc - eps).abs() < 0.02
+        flipped = full.regime != repeat_table.regime.reindex(full.index)
+        print(f"cells with LMC within 0.02 of eps in the full grid: {int(near.sum())}, "
+              f"of which {int((near & flipped).sum())} change regime in the repeat")
         searched = np.array([[adaptive.regime[(t, l)] for l in loads] for t in temps], dtype=object)
         print(f"repeat of the full grid (retrain seeds {list(repeat_study.base.retrain.seeds)}): labelled as the full grid: "
               f"{int((repeat == grid).sum())} of {n} ({100 * np.mean(repeat == grid):.1f} %)")

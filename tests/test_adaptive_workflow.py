@@ -10,6 +10,8 @@ import yaml
 from conftest import ROOT
 from test_workflow import ENGINE, job_counts, smk, write_config
 
+pytestmark = pytest.mark.slow  # runs grids through the real Snakefile
+
 # 1 temperature x 4 densities (one dense job); thresholds no cell can cross (LMC >= -1 > ε,
 # CKA >= 0.001), so every cell is II-B and the search computes the ends of the load axis and its
 # middle: 3 of 4 cells, in one round.

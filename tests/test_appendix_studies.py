@@ -83,6 +83,7 @@ def tiny_architectures_run(tmp_path_factory):
 
 @pytest.mark.parametrize("study, prefix, convs", [("tiny_vgg", "npz-digits300-npz_vgg11w0.125_sgd_bs64_e1-", 8),
                                                    ("tiny_densenet", "npz-digits300-npz_densenet10w0.5_sgd_bs64_e1-", 9)])
+@pytest.mark.slow
 def test_vgg_and_densenet_run_end_to_end(tiny_architectures_run, study, prefix, convs):
     root = tiny_architectures_run
     out = root / "results" / "studies" / study

@@ -12,6 +12,8 @@ import pytest
 
 from test_workflow import job_counts, smk, write_config
 
+pytestmark = pytest.mark.slow  # runs grids through the real Snakefile
+
 SETTINGS = {
     "data": {"name": "digits", "root": "", "crop_padding": 1, "hflip": False},
     "model": {"depth": 8, "width": 0.5},

@@ -90,6 +90,7 @@ def test_where_prints_a_cells_files(tiny_config, capsys):
     assert "has no cell (epochs 3, density 0.5); epochs: ['1', '2']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_half_finished_grid_is_counted_and_drawn(tiny_grid, tmp_path, tiny_config):
     """The finished tiny grid with one cell deleted and one being recomputed: counts, and the
     partial summary of the finished cells equals the workflow's own cells.parquet."""
@@ -139,6 +140,7 @@ def test_epoch_and_done_lines():
     assert done_line([rec], 3, 3, 0.0).startswith("done: no epochs to train; epoch 3:")
 
 
+@pytest.mark.slow
 def test_job_logs_have_time_eta_and_done_lines(tiny_grid):
     folder, _ = tiny_grid
     number = r"\d+\.\d{4}"

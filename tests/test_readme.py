@@ -93,6 +93,7 @@ def _repo_copy(dest, tiny_grid):
     shutil.copy2(next((dest / "results" / "dense").glob("*/seed1/epoch2.pt")), dest / out)
 
 
+@pytest.mark.slow
 def test_every_readme_command_works(tiny_grid, tmp_path):
     commands = [c for c in readme_commands(README) if not is_setup(c.argv)]
     repo = tmp_path / "repo"

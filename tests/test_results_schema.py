@@ -39,6 +39,7 @@ def test_conform_orders_and_types_a_table_of_copies_and_pairs():
     assert rs.problems(df[df.columns[::-1]], rs.TABLE)[0].startswith("columns ")
 
 
+@pytest.mark.slow
 def test_real_tables_match_the_schema_and_their_csv_exports(tiny_grid):
     folder, _ = tiny_grid
     root = folder / "results" / "studies" / "tiny"

@@ -125,6 +125,7 @@ def test_bad_config_is_refused_before_any_job(tmp_path, override, message):
     assert re.search(message, r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]
 
 
+@pytest.mark.slow
 def test_tiny_grid_end_to_end(tiny_grid):
     tmp_path, cfg = tiny_grid  # run once per session (tests/conftest.py), shared with other tests
     root = tmp_path / "results" / "studies" / "tiny"
@@ -166,6 +167,7 @@ def test_tiny_grid_end_to_end(tiny_grid):
     assert counts["train_dense"] == 3  # another schedule (3 epochs) is another run: all its segments
 
 
+@pytest.mark.slow
 def test_batch_size_and_sam_studies_end_to_end(tmp_path):
     """A batch-size study (fixed iterations) and a SAM-rho study through the real Snakefile;
     rho = 0 is the SGD run, shared with the epochs study."""

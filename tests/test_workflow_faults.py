@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import ROOT, snakemake_bin
 from test_workflow import TINY, job_counts, smk, tiny, write_config
 
@@ -43,6 +45,7 @@ def wait_for(cond, proc, timeout=600):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_killed_snakemake_reruns_only_unfinished_jobs(tmp_path):
     cfg = write_config(tmp_path, TINY)
     cells = tmp_path / "results" / "cells"
@@ -79,6 +82,7 @@ def test_killed_snakemake_reruns_only_unfinished_jobs(tmp_path):
     assert (tmp_path / "results" / "studies" / "tiny" / "phase.pdf").exists()
 
 
+@pytest.mark.slow
 def test_second_snakemake_on_the_same_results_is_refused(tmp_path):
     # a longer first run, so that it is surely still going when the second one checks
     cfg = write_config(tmp_path, tiny({"retrain": {"epochs": 20, "milestones": [10]}}))
