@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from threeregime.adaptive import search
+from threeregime.adaptive import near_regimes, search, settings_of
 from threeregime.study import deep_merge, resolve_study
 from threeregime.tables import cell_rows, summarize
 
@@ -61,6 +61,14 @@ def as_grid(table: pd.DataFrame, temps, loads) -> np.ndarray:
     return np.array([[table.regime.get((t, l), "?") for l in loads] for t in temps], dtype=object)
 
 
+def near_cells(table: pd.DataFrame, temps, loads, regimes: dict, settings: dict) -> dict:
+    """{(row, col): near_regimes} of a full grid's cells under the search's margins (as the
+    workflow's rounds measure them)."""
+    return {(i, j): near_regimes(table.regime[(t, l)], table.lmc[(t, l)], table.cka[(t, l)], regimes["lmc_epsilon"],
+                                 regimes["cka_threshold"], settings["lmc_margin"], settings["cka_margin"])
+            for i, t in enumerate(temps) for j, l in enumerate(loads) if (t, l) in table.index}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
@@ -90,10 +98,11 @@ def main():
     print("full grid regimes (rows: temperature ascending, columns: load ascending):")
     for t, line in zip(temps, grid):
         print(f"  {t:>6g}  " + " ".join(f"{x:5}" for x in line))
-    settings = config["studies"][args.study].get("adaptive", {})
-    per_round, pin = int(settings.get("per_round", 2)), settings.get("pin", "column")
+    settings = settings_of(config, args.study)
+    per_round, pin = settings["per_round"], settings["pin"]
+    print(f"search settings: {settings}")
     if len(full) == n:
-        replay = search(grid, per_round, pin)
+        replay = search(grid, per_round, pin, near=near_cells(full, temps, loads, study.regimes, settings))
         asked = {(temps[i], loads[j]) for i, j in replay.computed}
         print(f"replay on the measured grid: {len(asked)} cells, same cells as the workflow: "
               f"{asked == set(adaptive.index[adaptive.computed])}, agreement {100 * replay.agreement(grid):.1f} %")
@@ -116,7 +125,8 @@ def main():
               f"{int((repeat == grid).sum())} of {n} ({100 * np.mean(repeat == grid):.1f} %)")
         print(f"adaptive search labelled as the repeat: {int((searched == repeat).sum())} of {n} "
               f"({100 * np.mean(searched == repeat):.1f} %)")
-        replay = search(repeat, per_round, pin)
+        replay = search(repeat, per_round, pin,
+                        near=near_cells(repeat_table, temps, loads, repeat_study.regimes, settings))
         print(f"search replayed on the repeat: {len(replay.computed)} cells, labelled as the repeat "
               f"{100 * replay.agreement(repeat):.1f} %, as the first full grid {100 * replay.agreement(grid):.1f} %")
         print("repeat regimes:")

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from threeregime.adaptive import (DEFAULT_PER_ROUND, advance, cell_table, line_patterns, plan, search)
+from threeregime.adaptive import (DEFAULT_PER_ROUND, advance, cell_table, line_patterns, near_regimes, plan,
+                                  search)
 from threeregime.tables import regime
 
 
@@ -153,6 +154,51 @@ def test_advance_round_by_round_matches_the_search_and_explains_every_cell():
     assert (table[~table.computed]["round"] == -1).all() and table[~table.computed].lmc.isna().all()
 
 
+def test_near_regimes_are_the_regimes_within_the_margins():
+    eps, thr = -0.05, 0.9
+    assert near_regimes("I", -0.055, 0.5, eps, thr, 0.01, 0.0) == ("II-A",)
+    assert near_regimes("I", -0.055, 0.95, eps, thr, 0.01, 0.0) == ("II-B",)    # across ε: II-B by its CKA
+    assert near_regimes("II-A", -0.045, 0.5, eps, thr, 0.01, 0.0) == ("I",)
+    assert near_regimes("II-A", -0.045, 0.899, eps, thr, 0.01, 0.002) == ("I", "II-B")
+    assert near_regimes("II-B", 0.0, 0.901, eps, thr, 0.01, 0.002) == ("II-A",)
+    assert near_regimes("I", -0.07, 0.5, eps, thr, 0.01, 0.5) == ()              # CKA margin: Regime II only
+    assert near_regimes("I", -0.75, 0.5, -0.5, thr, 0.25, 0.0) == ()             # |LMC - ε| = margin: not near
+    assert near_regimes("I", -0.055, 0.5, eps, thr, 0.0, 0.0) == ()              # margins of 0: off
+    assert near_regimes("missing", math.nan, 0.5, eps, thr, 0.01, 0.01) == ()
+
+
+def test_nothing_is_inferred_from_a_cell_near_the_boundary():
+    """A column I, I, I, II-A, II-A whose middle cell measures LMC just below ε: without a margin
+    the cells between it and the Regime-I end are inferred Regime I; with it, they are computed."""
+    truth = np.array([["I"], ["I"], ["I"], ["II-A"], ["II-A"]], dtype=object)
+    near = {(2, 0): ("II-A",)}
+    plain, careful = search(truth, 1), search(truth, 1, near=near)
+    assert set(plain.computed) == {(0, 0), (2, 0), (3, 0), (4, 0)} and plain.plan.inferred_from[(1, 0)]
+    assert set(careful.computed) == {(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)}
+    assert careful.agreement(truth) == plain.agreement(truth) == 1.0
+    # a near cell keeps its measured regime, and no staircase is read from it
+    p = plan((2, 2), {(0, 0): "I", (1, 1): "II-B"}, near={(0, 0): ("II-A",)})
+    assert p.labels[(0, 0)] == "I" and (0, 1) not in p.labels and (1, 0) not in p.labels
+
+
+def test_advance_reads_near_cells_from_the_measured_rows():
+    truth = np.array([["I"], ["I"], ["I"], ["II-A"], ["II-A"]], dtype=object)
+    temps, loads = [10, 20, 30, 40, 50], [0.1]
+    state, measured, rounds = None, {}, 0
+    while True:
+        state = advance(state, measured, temps, loads, per_round=1)
+        if state["done"]:
+            break
+        rounds += 1
+        measured = {(n["temperature"], n["load"]): {
+            "regime": truth[temps.index(n["temperature"]), 0], "lmc": 0.0, "cka": 0.0,
+            "near": ["II-A"] if n["temperature"] == 30 else []} for n in state["next"]}
+    ref = search(truth, 1, near={(2, 0): ("II-A",)})
+    assert len(state["computed"]) == len(ref.computed) == 5 and state["round"] == ref.rounds
+    table = cell_table(state).set_index("temperature")
+    assert table.near[30.0] == "II-A" and table.near[10.0] == ""
+
+
 def test_bad_input_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="regime 'III'"):
         plan((2, 2), {(0, 0): "III"})
@@ -181,18 +227,30 @@ DEMO_REPEAT = np.array([r.split() for r in (
     "I II-A II-A I II-B II-B", "I I I I II-B II-B")], dtype=object)
 
 
+# The cells of each measured grid whose LMC lies within 0.01 of ε (the default lmc_margin), with
+# the regime across ε (threeregime.adaptive.near_regimes of the measured LMC and CKA).
+DEMO_NEAR = {(0, 1): ("I",), (1, 0): ("II-A",), (4, 1): ("II-A",), (4, 2): ("I",), (5, 2): ("II-A",),
+             (5, 3): ("I",), (6, 1): ("I",), (6, 2): ("I",), (7, 1): ("I",), (7, 3): ("I",)}
+DEMO_REPEAT_NEAR = {(0, 1): ("II-A",), (0, 2): ("I",), (1, 0): ("II-A",), (2, 1): ("II-A",), (2, 2): ("I",),
+                    (3, 1): ("II-A",), (3, 2): ("II-A",), (5, 1): ("II-A",), (5, 2): ("II-A",), (6, 1): ("I",),
+                    (6, 3): ("II-A",), (7, 1): ("II-A",), (7, 2): ("II-A",), (7, 3): ("II-A",)}
+
+
 def test_the_demo_grids_agree_on_39_cells():
     assert int((DEMO_GRID == DEMO_REPEAT).sum()) == 39
 
 
-@pytest.mark.parametrize("grid, pin, n_computed, n_same, n_same_other", [
-    ("grid", "column", 20, 44, 37), ("grid", "both", 42, 48, 39),
-    ("repeat", "column", 20, 45, 36), ("repeat", "both", 29, 45, 36)])
-def test_the_demo_grids_measured(grid, pin, n_computed, n_same, n_same_other):
-    """The search on the two measured demo grids: cells computed, cells labelled as the grid it
-    searched, and as the other grid (which the full grid itself matches on 39 of 48)."""
+@pytest.mark.parametrize("grid, pin, margin, n_computed, n_same, n_same_other", [
+    ("grid", "column", True, 26, 47, 38), ("repeat", "column", True, 28, 47, 38),
+    ("grid", "column", False, 20, 44, 37), ("grid", "both", False, 42, 48, 39),
+    ("repeat", "column", False, 20, 45, 36), ("repeat", "both", False, 29, 45, 36)])
+def test_the_demo_grids_measured(grid, pin, margin, n_computed, n_same, n_same_other):
+    """The search on the two measured demo grids, with the default LMC margin (near cells) and
+    without: cells computed, cells labelled as the grid it searched, and as the other grid
+    (which the full grid itself matches on 39 of 48)."""
     this, other = (DEMO_GRID, DEMO_REPEAT) if grid == "grid" else (DEMO_REPEAT, DEMO_GRID)
-    run = search(this, 2, pin)
+    near = (DEMO_NEAR if grid == "grid" else DEMO_REPEAT_NEAR) if margin else None
+    run = search(this, 2, pin, near=near)
     assert len(run.computed) == n_computed
     assert round(run.agreement(this) * 48) == n_same
     assert round(run.agreement(other) * 48) == n_same_other

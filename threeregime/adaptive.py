@@ -36,7 +36,14 @@ neighbours are computed and agree with each other against it, the cell is an iso
 outlier: it keeps its measured regime, and the grid is inferred without it. Otherwise the line
 infers nothing (its cells are computed unless the crossing lines determine them). A row and a column that infer
 different regimes for a cell send that cell to be computed. Cells with no measured regime
-(NaN LMC or CKA: a diverged retraining) constrain nothing. Every computed cell carries the
+(NaN LMC or CKA: a diverged retraining) constrain nothing.
+
+A computed cell whose LMC lies within `lmc_margin` of ε (or, in Regime II, whose CKA lies within
+`cka_margin` of the threshold) is *near* a boundary: its regime is within its measurement noise
+of the regime across that boundary (on the demo, cells within 0.02 of ε changed regime in 8 of
+17 cases when only the retrain seeds changed). It keeps its measured regime, but for inference
+it allows both (`near_regimes`), so nothing is extrapolated from it: its unknown neighbours are
+computed or determined by other cells. Every computed cell carries the
 reason it was chosen, every inferred cell the rule that determined it.
 
 Pure functions on (row, column) indices; `advance` maps a study's values to them and back for
@@ -55,6 +62,11 @@ REGIMES = ("I", "II-A", "II-B")
 CODE = {name: i for i, name in enumerate(REGIMES)}
 MISSING = "missing"
 DEFAULT_PER_ROUND = 2  # fewest cells on the synthetic diagrams (README "Adaptive search")
+# A cell with |LMC - ε| below this is near the Regime-I boundary (README "Adaptive search": on the
+# demo's two measured grids, 0.0075 / 0.01 / 0.0125 computed 21-29 / 26-28 / 28 of 48 cells and
+# labelled 45-47 / 47 / 47 as the full grid, 0 computed 20 and labelled 44-45). CKA: off.
+DEFAULT_LMC_MARGIN = 0.01
+DEFAULT_CKA_MARGIN = 0.0
 
 Cell = tuple[int, int]
 PIN = ("column", "both", "none")  # which boundaries must rest on computed cells on both sides
@@ -105,6 +117,22 @@ ANY = 7          # a cell that may still be any regime
 II = BIT["II-A"] | BIT["II-B"]
 
 
+def near_regimes(name: str, lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float,
+                 lmc_margin: float, cka_margin: float) -> tuple[str, ...]:
+    """The regimes other than its own that a cell measured as `name` is within its margins of:
+    across the Regime-I boundary when |LMC − ε| < lmc_margin, across the II-A/II-B boundary when it
+    is in Regime II and |CKA − threshold| < cka_margin. Empty for margins of 0 and NaN metrics."""
+    if name not in CODE or not (math.isfinite(lmc) and math.isfinite(cka)):
+        return ()
+    other_two = "II-B" if cka >= cka_threshold else "II-A"
+    out = set()
+    if abs(lmc - lmc_epsilon) < lmc_margin:
+        out.add("II-B" if name == "I" and other_two == "II-B" else "II-A" if name == "I" else "I")
+    if name != "I" and abs(cka - cka_threshold) < cka_margin:
+        out.add("II-A" if name == "II-B" else "II-B")
+    return tuple(sorted(out - {name}))
+
+
 def _orientation(computed: dict[Cell, str], outliers: set[Cell], high: str, low: str, among=REGIMES):
     """The direction in which `high` (vs `low`) grows along rows and columns, read from the
     computed cells of one column (row) that differ; None unless every such pair agrees and the
@@ -128,7 +156,7 @@ def _orientation(computed: dict[Cell, str], outliers: set[Cell], high: str, low:
     return sr, sc
 
 
-def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[Cell]):
+def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[Cell], near: dict[Cell, tuple]):
     """Narrow every skipped cell's possible regimes until nothing changes: by the consistent
     patterns of its row and column, and by the staircase (product-order) rule of each
     boundary whose orientation the computed cells show.
@@ -138,15 +166,16 @@ def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[C
     mask = np.full(shape, ANY, dtype=np.int8)
     for cell, name in computed.items():
         if name in CODE and cell not in outliers:
-            mask[cell] = BIT[name]
+            mask[cell] = _bits(name, near.get(cell, ()))
     free = np.ones(shape, dtype=bool)  # cells the rules may narrow: skipped and not blocked
     for cell in list(computed) + list(blocked):
         free[cell] = False
     stairs = []
-    o = _orientation(computed, outliers, "I", ("II-A", "II-B"))
+    unsure = outliers | {c for c, other in near.items() if other}  # no staircase from either
+    o = _orientation(computed, unsure, "I", ("II-A", "II-B"))
     if o:
         stairs.append((o, BIT["I"], II, "the Regime-I staircase"))
-    o = _orientation(computed, outliers, "II-B", ("II-A",), among=("II-A", "II-B"))
+    o = _orientation(computed, unsure, "II-B", ("II-A",), among=("II-A", "II-B"))
     if o:
         stairs.append((o, BIT["II-B"], BIT["II-A"], "the II-A/II-B staircase"))
     rows, cols = np.indices(shape)
@@ -191,9 +220,17 @@ def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[C
     return mask, source, broken, empty
 
 
-def _computed_codes(shape, computed, outliers, cells) -> np.ndarray:
-    return np.array([BIT[computed[c]] if c in computed and computed[c] in CODE and c not in outliers else ANY
-                     for c in cells], dtype=np.int8)
+def _bits(name: str, near=()) -> int:
+    """The mask of a computed cell: its regime, and the regimes it is near (near_regimes)."""
+    out = BIT[name]
+    for other in near:
+        out |= BIT[other]
+    return out
+
+
+def _computed_codes(shape, computed, outliers, cells, near) -> np.ndarray:
+    return np.array([_bits(computed[c], near.get(c, ())) if c in computed and computed[c] in CODE
+                     and c not in outliers else ANY for c in cells], dtype=np.int8)
 
 
 def _consistent_masks(patterns: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -201,9 +238,10 @@ def _consistent_masks(patterns: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEFAULT_PER_ROUND,
-         pin: str = "column") -> Plan:
+         pin: str = "column", near: dict[Cell, tuple] | None = None) -> Plan:
     """What is known after the cells in `computed` ({(row, col): regime or "missing"}), and
-    which cells to compute next (none when every cell is computed or inferred).
+    which cells to compute next (none when every cell is computed or inferred). `near`: the
+    computed cells within their margins of another regime ({cell: near_regimes(...)}).
 
     Rows and columns must be in the order of their axis values (either direction)."""
     rows, cols = shape
@@ -218,6 +256,10 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
             raise ValueError(f"computed cell {cell} is outside the {rows} x {cols} grid")
         if name not in CODE and name != MISSING:
             raise ValueError(f"cell {cell} has regime {name!r}; expected one of {REGIMES} or {MISSING!r}")
+    near = {cell: tuple(other) for cell, other in (near or {}).items() if cell in computed}
+    for cell, other in near.items():
+        if not set(other) <= set(REGIMES):
+            raise ValueError(f"cell {cell} is near {other!r}; expected regimes among {REGIMES}")
     if not computed:
         start = [((0, 0), "start: corner"), ((0, cols - 1), "start: corner"), ((rows - 1, 0), "start: corner"),
                  ((rows - 1, cols - 1), "start: corner"), ((rows // 2, cols // 2), "start: middle")]
@@ -232,7 +274,7 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
     queue: dict[Cell, str] = {}
     contradicted: list[str] = []
     while True:
-        mask, source, broken, empty = _infer(shape, computed, outliers, set(blocked))
+        mask, source, broken, empty = _infer(shape, computed, outliers, set(blocked), near)
         restart = False
         for cell in sorted(empty - set(blocked)):
             blocked[cell] = f"check: {source.get(cell, 'the rules')} leaves it no regime"
@@ -242,7 +284,7 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
             if (kind, i) not in broken:
                 continue
             pats = line_patterns(len(cells))
-            known = _computed_codes(shape, computed, outliers, cells)
+            known = _computed_codes(shape, computed, outliers, cells, near)
             if len(_consistent_masks(pats, known)):
                 # The computed cells fit the model; cells inferred by crossing lines do not:
                 # the row and column models disagree, so those cells are computed.
@@ -265,10 +307,10 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
             for j in targets:
                 cell = cells[j]
                 # its neighbours in the line first, then (for a single suspect) in the crossing line
-                near = [cells[k] for k in (j - 1, j + 1) if 0 <= k < len(cells)]
+                beside = [cells[k] for k in (j - 1, j + 1) if 0 <= k < len(cells)]
                 nbrs = [(cell[0] + dr, cell[1] + dc) for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
                         if 0 <= cell[0] + dr < rows and 0 <= cell[1] + dc < cols]
-                unknown = [n for n in (near if any(n not in computed for n in near) else nbrs)
+                unknown = [n for n in (beside if any(n not in computed for n in beside) else nbrs)
                            if n not in computed]
                 for n in unknown:
                     queue.setdefault(n, f"check: neighbour of {cell} ({computed[cell]}), which breaks the "
@@ -356,14 +398,16 @@ class Run:
                               for r in range(t.shape[0]) for c in range(t.shape[1])]))
 
 
-def search(truth, per_round: int = DEFAULT_PER_ROUND, pin: str = "column", max_rounds: int = 1000) -> Run:
+def search(truth, per_round: int = DEFAULT_PER_ROUND, pin: str = "column", max_rounds: int = 1000,
+           near: dict[Cell, tuple] | None = None) -> Run:
     """Run the search to the end, reading each requested cell's regime from `truth` (a 2-D
-    array of regime names or "missing"), as the workflow would compute it."""
+    array of regime names or "missing"), as the workflow would compute it; `near`: the
+    regimes each cell's measurement is within its margins of (near_regimes), for any cell."""
     t = np.asarray(truth, dtype=object)
     computed: dict[Cell, str] = {}
     why: dict[Cell, tuple[int, str]] = {}
     for rnd in range(max_rounds + 1):
-        p = plan(t.shape, computed, per_round, pin)
+        p = plan(t.shape, computed, per_round, pin, near)
         if p.done:
             return Run(p, rnd, why)
         for cell, reason in p.next:
@@ -390,12 +434,18 @@ def in_values(text: str, temperatures, loads) -> str:
     return re.sub(r"\bcolumn (\d+)", lambda m: f"the column at load {loads[int(m[1])]:g}", text)
 
 
+def _near_of(rows: list[dict], temps, lds) -> dict[Cell, tuple]:
+    return {(temps.index(float(r["temperature"])), lds.index(float(r["load"]))): tuple(r.get("near", ()))
+            for r in rows}
+
+
 def advance(state: dict | None, measured: dict[tuple[float, float], dict], temperatures, loads,
             per_round: int = DEFAULT_PER_ROUND, pin: str = "column") -> dict:
     """One round of the workflow's search, as JSON-able data.
 
     state: the previous round's return value (None for the first round). measured: the cells
-    the previous round asked for, {(temperature, load): {"regime", "lmc", "cka", ...}}.
+    the previous round asked for, {(temperature, load): {"regime", "lmc", "cka", ..., and
+    optionally "near": the regimes it is within its margins of}}.
     Returns {"round", "temperatures", "loads", "computed": [...], "next": [...], "done"}:
     computed rows carry their values, the round they were computed in and why; next rows the
     cells to compute now and why."""
@@ -416,7 +466,7 @@ def advance(state: dict | None, measured: dict[tuple[float, float], dict], tempe
         computed_rows.append({**values, "temperature": t, "load": l, "round": rnd - 1, "reason": asked[(t, l)]})
     pos = {(t, l): (temps.index(t), lds.index(l)) for t in temps for l in lds}
     computed = {pos[(r["temperature"], r["load"])]: r["regime"] for r in computed_rows}
-    p = plan((len(temps), len(lds)), computed, per_round, pin)
+    p = plan((len(temps), len(lds)), computed, per_round, pin, _near_of(computed_rows, temps, lds))
     return {"round": rnd, "temperatures": temps, "loads": lds, "per_round": per_round, "pin": pin,
             "computed": computed_rows,
             "next": [{"temperature": temps[c[0]], "load": lds[c[1]], "reason": in_values(why, temps, lds)}
@@ -427,7 +477,9 @@ def advance(state: dict | None, measured: dict[tuple[float, float], dict], tempe
 def settings_of(config: dict, study: str) -> dict:
     """`studies.<study>.adaptive` (validated by the schema) with the defaults filled in."""
     given = config.get("studies", {}).get(study, {}).get("adaptive", {})
-    return {"per_round": int(given.get("per_round", DEFAULT_PER_ROUND)), "pin": str(given.get("pin", "column"))}
+    return {"per_round": int(given.get("per_round", DEFAULT_PER_ROUND)), "pin": str(given.get("pin", "column")),
+            "lmc_margin": float(given.get("lmc_margin", DEFAULT_LMC_MARGIN)),
+            "cka_margin": float(given.get("cka_margin", DEFAULT_CKA_MARGIN))}
 
 
 def round_cells(study, state: dict | None) -> list:
@@ -438,9 +490,11 @@ def round_cells(study, state: dict | None) -> list:
     return [study.cell(a["temperature"], a["load"], seed) for a in state["next"] for seed in study.dense_seeds]
 
 
-def measure(study, state: dict, logs: list[str], landscapes: list[str]) -> dict[tuple[float, float], dict]:
+def measure(study, state: dict, logs: list[str], landscapes: list[str], lmc_margin: float = DEFAULT_LMC_MARGIN,
+            cka_margin: float = DEFAULT_CKA_MARGIN) -> dict[tuple[float, float], dict]:
     """The metrics and regime of every cell `state` asked for, read from its files as the full
-    grid's table reads them (threeregime.tables: means over dense seeds, retrain seeds and pairs)."""
+    grid's table reads them (threeregime.tables: means over dense seeds, retrain seeds and pairs),
+    and the regimes each is within its margins of ("near", near_regimes)."""
     import pandas as pd
 
     from .tables import cell_rows, summarize
@@ -456,10 +510,16 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str]) -> dict[
                "run": c.run.key, "ckpt": c.ckpt, "prune": c.prune.key, "retrain": c.retrain.key}
         rows += cell_rows(key, log, land)
     r = study.regimes
-    summary = summarize(pd.DataFrame(rows), r.get("lmc_epsilon", -0.05), r.get("cka_threshold", 0.9))
-    return {(float(s["temperature"]), float(s["load"])): {k: (float(s[k]) if k != "regime" else str(s[k]))
-                                                          for k in ("regime", "lmc", "cka", "cka_logit", "test_error")}
-            for s in summary.to_dict("records")}
+    eps, thr = r.get("lmc_epsilon", -0.05), r.get("cka_threshold", 0.9)
+    summary = summarize(pd.DataFrame(rows), eps, thr)
+    out = {}
+    for s in summary.to_dict("records"):
+        values = {k: (float(s[k]) if k != "regime" else str(s[k])) for k in ("regime", "lmc", "cka", "cka_logit",
+                                                                             "test_error")}
+        values["near"] = list(near_regimes(values["regime"], values["lmc"], values["cka"], eps, thr, lmc_margin,
+                                           cka_margin))
+        out[(float(s["temperature"]), float(s["load"]))] = values
+    return out
 
 
 def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", load_axis: str = ""):
@@ -470,7 +530,8 @@ def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", lo
     temps, lds = state["temperatures"], state["loads"]
     computed = {(float(r["temperature"]), float(r["load"])): r for r in state["computed"]}
     codes = {(temps.index(t), lds.index(l)): r["regime"] for (t, l), r in computed.items()}
-    p = plan((len(temps), len(lds)), codes, state.get("per_round", DEFAULT_PER_ROUND), state.get("pin", "column"))
+    p = plan((len(temps), len(lds)), codes, state.get("per_round", DEFAULT_PER_ROUND), state.get("pin", "column"),
+             _near_of(state["computed"], temps, lds))
 
     rows = []
     for i, t in enumerate(temps):
@@ -480,12 +541,12 @@ def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", lo
             r = computed.get((t, l))
             if r is not None:
                 rows.append({**base, "computed": True, "regime": r["regime"], "round": int(r["round"]),
-                             "reason": r["reason"], "outlier": (i, j) in p.outliers,
+                             "reason": r["reason"], "outlier": (i, j) in p.outliers, "near": ",".join(r.get("near", ())),
                              **{k: float(r.get(k, math.nan)) for k in ("lmc", "cka", "cka_logit", "test_error")}})
             else:
                 rule = p.inferred_from.get((i, j))
                 rows.append({**base, "computed": False, "regime": p.labels.get((i, j), "undetermined"), "round": -1,
                              "reason": f"inferred from {in_values(rule, temps, lds)}" if rule else "undetermined",
-                             "outlier": False, "lmc": math.nan, "cka": math.nan, "cka_logit": math.nan,
+                             "outlier": False, "near": "", "lmc": math.nan, "cka": math.nan, "cka_logit": math.nan,
                              "test_error": math.nan})
     return pd.DataFrame(rows)

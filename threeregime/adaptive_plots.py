@@ -41,9 +41,11 @@ def grids(table: pd.DataFrame, hotter: str):
     by = table.assign(temperature=table["temperature"].astype(float),
                       load=table["load"].astype(float)).set_index(["temperature", "load"])
     out = {}
-    for col in ("regime", "computed", "round", "outlier", "lmc", "cka"):
+    if "near" not in by:  # tables written before near cells existed
+        by = by.assign(near="")
+    for col in ("regime", "computed", "round", "outlier", "near", "lmc", "cka"):
         out[col] = np.array([[by.at[(t, l), col] for l in loads] for t in temps],
-                            dtype=object if col == "regime" else float)
+                            dtype=object if col in ("regime", "near") else float)
     return temps, loads, out
 
 
@@ -83,14 +85,14 @@ def adaptive_diagram(table: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsi
             if computed[r, c]:
                 ax.add_patch(Rectangle((c, r), 1, 1, facecolor=colour, edgecolor="white", linewidth=0.8))
                 rnd = int(g["round"][r, c])
-                mark = "*" if g["outlier"][r, c] else ""
+                mark = ("*" if g["outlier"][r, c] else "") + ("~" if g["near"][r, c] else "")
                 ax.text(c + 0.5, r + 0.5, f"{rnd}{mark}", ha="center", va="center", fontsize=8, color="white",
                         fontweight="bold", zorder=3)
             else:
                 ax.add_patch(Rectangle((c, r), 1, 1, facecolor=_light(colour), edgecolor="white", linewidth=0.8,
                                        hatch="///", zorder=1))
     _boundaries(ax, regimes)
-    _axes(ax, temps, loads, temperature, load, "Regimes (number: round computed; *: outlier)")
+    _axes(ax, temps, loads, temperature, load, "Regimes (round computed; *: outlier; ~: near a boundary)")
     handles = [Patch(facecolor=REGIME_COLOURS[n], label=f"{n} computed") for n in ("I", "II-A", "II-B")]
     handles += [Patch(facecolor=_light(REGIME_COLOURS[n]), hatch="///", label=f"{n} inferred")
                 for n in ("I", "II-A", "II-B")]
