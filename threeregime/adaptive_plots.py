@@ -92,7 +92,7 @@ def adaptive_diagram(table: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsi
                 ax.add_patch(Rectangle((c, r), 1, 1, facecolor=_light(colour), edgecolor="white", linewidth=0.8,
                                        hatch="///", zorder=1))
     _boundaries(ax, regimes)
-    _axes(ax, temps, loads, temperature, load, "Regimes (round computed; *: outlier; ~: near a boundary)")
+    _axes(ax, temps, loads, temperature, load, "Regimes (round; *: outlier; ~: near a boundary)")
     handles = [Patch(facecolor=REGIME_COLOURS[n], label=f"{n} computed") for n in ("I", "II-A", "II-B")]
     handles += [Patch(facecolor=_light(REGIME_COLOURS[n]), hatch="///", label=f"{n} inferred")
                 for n in ("I", "II-A", "II-B")]
