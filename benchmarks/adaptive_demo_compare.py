@@ -74,6 +74,7 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--configfile", required=True, nargs="+")
     ap.add_argument("--study", required=True)
+    ap.add_argument("--lmc-margin", type=float, help="replay with this lmc_margin instead of the study's")
     ap.add_argument("--repeat-workdir", help="the same study's full grid computed again (other retrain seeds)")
     ap.add_argument("--repeat-configfile", nargs="+", help="the config files the repeat was computed with")
     args = ap.parse_args()
@@ -99,13 +100,16 @@ def main():
     for t, line in zip(temps, grid):
         print(f"  {t:>6g}  " + " ".join(f"{x:5}" for x in line))
     settings = settings_of(config, args.study)
+    if args.lmc_margin is not None:
+        settings["lmc_margin"] = args.lmc_margin
     per_round, pin = settings["per_round"], settings["pin"]
     print(f"search settings: {settings}")
     if len(full) == n:
         replay = search(grid, per_round, pin, near=near_cells(full, temps, loads, study.regimes, settings))
         asked = {(temps[i], loads[j]) for i, j in replay.computed}
         print(f"replay on the measured grid: {len(asked)} cells, same cells as the workflow: "
-              f"{asked == set(adaptive.index[adaptive.computed])}, agreement {100 * replay.agreement(grid):.1f} %")
+              f"{asked == set(adaptive.index[adaptive.computed])}, labelled as the full grid "
+              f"{round(replay.agreement(grid) * n)} of {n} ({100 * replay.agreement(grid):.1f} %)")
     if args.repeat_workdir:
         repeat_study = resolve_study(load_config(args.repeat_configfile or args.configfile), args.study)
         repeat_table = full_grid(repeat_study, args.repeat_workdir)
@@ -120,6 +124,9 @@ def main():
         flipped = full.regime != repeat_table.regime.reindex(full.index)
         print(f"cells with LMC within 0.02 of eps in the full grid: {int(near.sum())}, "
               f"of which {int((near & flipped).sum())} change regime in the repeat")
+        diff = (full.lmc - repeat_table.lmc.reindex(full.index)) / np.sqrt(2)
+        print("LMC noise per load column (root mean square of the two grids' difference / sqrt 2): "
+              + ", ".join(f"{l:g}: {np.sqrt((diff.xs(l, level='load') ** 2).mean()):.3f}" for l in loads))
         searched = np.array([[adaptive.regime[(t, l)] for l in loads] for t in temps], dtype=object)
         print(f"repeat of the full grid (retrain seeds {list(repeat_study.base.retrain.seeds)}): labelled as the full grid: "
               f"{int((repeat == grid).sum())} of {n} ({100 * np.mean(repeat == grid):.1f} %)")
@@ -128,7 +135,8 @@ def main():
         replay = search(repeat, per_round, pin,
                         near=near_cells(repeat_table, temps, loads, repeat_study.regimes, settings))
         print(f"search replayed on the repeat: {len(replay.computed)} cells, labelled as the repeat "
-              f"{100 * replay.agreement(repeat):.1f} %, as the first full grid {100 * replay.agreement(grid):.1f} %")
+              f"{round(replay.agreement(repeat) * n)} of {n} ({100 * replay.agreement(repeat):.1f} %), as the first "
+              f"full grid {100 * replay.agreement(grid):.1f} %")
         print("repeat regimes:")
         for t, line in zip(temps, repeat):
             print(f"  {t:>6g}  " + " ".join(f"{x:5}" for x in line))

@@ -63,7 +63,7 @@ CODE = {name: i for i, name in enumerate(REGIMES)}
 MISSING = "missing"
 DEFAULT_PER_ROUND = 2  # fewest cells on the synthetic diagrams (README "Adaptive search")
 # A cell with |LMC - ε| below this is near the Regime-I boundary (README "Adaptive search": on the
-# demo's two measured grids, 0.0075 / 0.01 / 0.0125 computed 21-29 / 26-28 / 28 of 48 cells and
+# demo's two measured grids, 0.0075 / 0.01 / 0.0125 computed 20-29 / 26-28 / 28 of 48 cells and
 # labelled 45-47 / 47 / 47 as the full grid, 0 computed 20 and labelled 44-45). CKA: off.
 DEFAULT_LMC_MARGIN = 0.01
 DEFAULT_CKA_MARGIN = 0.0
@@ -124,13 +124,12 @@ def near_regimes(name: str, lmc: float, cka: float, lmc_epsilon: float, cka_thre
     is in Regime II and |CKA − threshold| < cka_margin. Empty for margins of 0 and NaN metrics."""
     if name not in CODE or not (math.isfinite(lmc) and math.isfinite(cka)):
         return ()
-    other_two = "II-B" if cka >= cka_threshold else "II-A"
     out = set()
-    if abs(lmc - lmc_epsilon) < lmc_margin:
-        out.add("II-B" if name == "I" and other_two == "II-B" else "II-A" if name == "I" else "I")
+    if abs(lmc - lmc_epsilon) < lmc_margin:  # across ε: Regime I, or the Regime II its CKA gives
+        out.add(("II-B" if cka >= cka_threshold else "II-A") if name == "I" else "I")
     if name != "I" and abs(cka - cka_threshold) < cka_margin:
         out.add("II-A" if name == "II-B" else "II-B")
-    return tuple(sorted(out - {name}))
+    return tuple(sorted(out))
 
 
 def _orientation(computed: dict[Cell, str], outliers: set[Cell], high: str, low: str, among=REGIMES):
