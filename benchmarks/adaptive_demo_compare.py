@@ -26,7 +26,7 @@ import yaml
 
 from threeregime.adaptive import near_regimes, search, settings_of
 from threeregime.study import deep_merge, resolve_study
-from threeregime.tables import cell_rows, summarize
+from threeregime.tables import cell_key, cell_rows, summarize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,11 +48,7 @@ def full_grid(study, workdir: str) -> pd.DataFrame:
         land = os.path.join(workdir, c.landscape_path)
         log = os.path.join(workdir, c.retrain_dir, "retrain_log.csv")
         if os.path.exists(land) and os.path.exists(log):
-            key = {"study": study.name, "temperature_axis": study.temperature.name, "temperature": float(t),
-                   "load_axis": study.load.name, "load": float(l), "dense_seed": c.seed,
-                   "density": c.prune.density, "run": c.run.key, "ckpt": c.ckpt, "prune": c.prune.key,
-                   "retrain": c.retrain.key}
-            rows += cell_rows(key, log, land)
+            rows += cell_rows(cell_key(study, t, l, c), log, land)
     r = study.regimes
     return summarize(pd.DataFrame(rows), r["lmc_epsilon"], r["cka_threshold"]).set_index(["temperature", "load"])
 

@@ -496,7 +496,7 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str], lmc_marg
     and the regimes each is within its margins of ("near", near_regimes)."""
     import pandas as pd
 
-    from .tables import cell_rows, summarize
+    from .tables import cell_key, cell_rows, summarize
 
     cells = round_cells(study, state)
     if len(cells) != len(logs) or len(cells) != len(landscapes):
@@ -504,10 +504,7 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str], lmc_marg
     values = [(float(a["temperature"]), float(a["load"])) for a in state["next"] for _ in study.dense_seeds]
     rows = []
     for (t, l), c, log, land in zip(values, cells, logs, landscapes):
-        key = {"study": study.name, "temperature_axis": study.temperature.name, "temperature": t,
-               "load_axis": study.load.name, "load": l, "dense_seed": c.seed, "density": c.prune.density,
-               "run": c.run.key, "ckpt": c.ckpt, "prune": c.prune.key, "retrain": c.retrain.key}
-        rows += cell_rows(key, log, land)
+        rows += cell_rows(cell_key(study, t, l, c), log, land)
     r = study.regimes
     eps, thr = r.get("lmc_epsilon", -0.05), r.get("cka_threshold", 0.9)
     summary = summarize(pd.DataFrame(rows), eps, thr)

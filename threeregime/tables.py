@@ -29,6 +29,15 @@ def regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float) -> 
     return "II-B" if cka >= cka_threshold else "II-A"
 
 
+def cell_key(study, temperature: float, load: float, cell) -> dict:
+    """The identifying columns (CELL_KEYS) of one cell of a study: its axis values and the keys of
+    the artifacts that made it (cell: the study's CellSpec)."""
+    return {"study": study.name, "temperature_axis": study.temperature.name, "temperature": float(temperature),
+            "load_axis": study.load.name, "load": float(load), "dense_seed": cell.seed,
+            "density": cell.prune.density, "run": cell.run.key, "ckpt": cell.ckpt, "prune": cell.prune.key,
+            "retrain": cell.retrain.key}
+
+
 def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
     """Rows of one cell: one per retrained copy, one per pair."""
     with open(landscape_json) as f:

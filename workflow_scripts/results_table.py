@@ -6,15 +6,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from threeregime.jobs import JobLog  # noqa: E402
 from threeregime.study import resolve_study  # noqa: E402
 from threeregime.report import write_study_config  # noqa: E402
-from threeregime.tables import build_tables, write_csv, write_html  # noqa: E402
+from threeregime.tables import build_tables, cell_key, write_csv, write_html  # noqa: E402
 
 smk = snakemake  # noqa: F821
 study = resolve_study(smk.config, smk.wildcards.study)
 cells = [
-    {"study": study.name, "temperature_axis": study.temperature.name, "temperature": float(t),
-     "load_axis": study.load.name, "load": float(l), "dense_seed": c.seed, "density": c.prune.density,
-     "run": c.run.key, "ckpt": c.ckpt, "prune": c.prune.key, "retrain": c.retrain.key,
-     "log": log_path, "landscape": land}
+    {**cell_key(study, t, l, c), "log": log_path, "landscape": land}
     for (t, l, c), log_path, land in zip(study.cells(), smk.input.logs, smk.input.landscapes)
 ]
 r = smk.params.regimes
