@@ -22,23 +22,12 @@ import os
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from threeregime.adaptive import near_regimes, search, settings_of
-from threeregime.study import deep_merge, resolve_study
+from threeregime.adaptive import search, settings_of
+from threeregime.plan import load_plan
 from threeregime.tables import cell_key, cell_rows, summarize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(configfiles: list[str]) -> dict:
-    """config.yaml with the given config files merged over it, in order (as Snakemake does)."""
-    with open(os.path.join(ROOT, "config.yaml")) as f:
-        config = yaml.safe_load(f)
-    for path in configfiles:
-        with open(path) as f:
-            config = deep_merge(config, yaml.safe_load(f))
-    return config
 
 
 def full_grid(study, workdir: str) -> pd.DataFrame:
@@ -49,19 +38,18 @@ def full_grid(study, workdir: str) -> pd.DataFrame:
         log = os.path.join(workdir, c.retrain_dir, "retrain_log.csv")
         if os.path.exists(land) and os.path.exists(log):
             rows += cell_rows(cell_key(study, t, l, c), log, land)
-    r = study.regimes
-    return summarize(pd.DataFrame(rows), r["lmc_epsilon"], r["cka_threshold"]).set_index(["temperature", "load"])
+    return summarize(pd.DataFrame(rows), study.regimes).set_index(["temperature", "load"])
 
 
 def as_grid(table: pd.DataFrame, temps, loads) -> np.ndarray:
     return np.array([[table.regime.get((t, l), "?") for l in loads] for t in temps], dtype=object)
 
 
-def near_cells(table: pd.DataFrame, temps, loads, regimes: dict, settings: dict) -> dict:
-    """{(row, col): near_regimes} of a full grid's cells under the search's margins (as the
+def near_cells(table: pd.DataFrame, temps, loads, regimes, settings: dict) -> dict:
+    """{(row, col): Regimes.near} of a full grid's cells under the search's margins (as the
     workflow's rounds measure them)."""
-    return {(i, j): near_regimes(table.regime[(t, l)], table.lmc[(t, l)], table.cka[(t, l)], regimes["lmc_epsilon"],
-                                 regimes["cka_threshold"], settings["lmc_margin"], settings["cka_margin"])
+    return {(i, j): regimes.near(table.regime[(t, l)], table.lmc[(t, l)], table.cka[(t, l)], settings["lmc_margin"],
+                                 settings["cka_margin"])
             for i, t in enumerate(temps) for j, l in enumerate(loads) if (t, l) in table.index}
 
 
@@ -74,8 +62,8 @@ def main():
     ap.add_argument("--repeat-workdir", help="the same study's full grid computed again (other retrain seeds)")
     ap.add_argument("--repeat-configfile", nargs="+", help="the config files the repeat was computed with")
     args = ap.parse_args()
-    config = load_config(args.configfile)
-    study = resolve_study(config, args.study)
+    plan = load_plan(args.configfile, ROOT)
+    study = plan.study(args.study)
     full = full_grid(study, args.workdir)
     adaptive = pd.read_parquet(os.path.join(args.workdir, study.dir, "adaptive.parquet")).set_index(
         ["temperature", "load"])
@@ -95,7 +83,7 @@ def main():
     print("full grid regimes (rows: temperature ascending, columns: load ascending):")
     for t, line in zip(temps, grid):
         print(f"  {t:>6g}  " + " ".join(f"{x:5}" for x in line))
-    settings = settings_of(config, args.study)
+    settings = settings_of(plan.config, args.study)
     if args.lmc_margin is not None:
         settings["lmc_margin"] = args.lmc_margin
     per_round, pin = settings["per_round"], settings["pin"]
@@ -107,12 +95,12 @@ def main():
               f"{asked == set(adaptive.index[adaptive.computed])}, labelled as the full grid "
               f"{round(replay.agreement(grid) * n)} of {n} ({100 * replay.agreement(grid):.1f} %)")
     if args.repeat_workdir:
-        repeat_study = resolve_study(load_config(args.repeat_configfile or args.configfile), args.study)
+        repeat_study = load_plan(args.repeat_configfile or args.configfile, ROOT).study(args.study)
         repeat_table = full_grid(repeat_study, args.repeat_workdir)
         repeat = as_grid(repeat_table, temps, loads)
         if "?" in repeat or "?" in grid:
             raise SystemExit("both full grids must be complete to compare them")
-        eps = study.regimes["lmc_epsilon"]
+        eps = study.regimes.lmc_epsilon
         for t, l in [(t, l) for t in temps for l in loads if full.regime[(t, l)] != repeat_table.regime[(t, l)]]:
             print(f"  the grids differ at ({t:g}, {l:g}): {full.regime[(t, l)]} (LMC {full.lmc[(t, l)]:.3f}), "
                   f"repeat {repeat_table.regime[(t, l)]} (LMC {repeat_table.lmc[(t, l)]:.3f}); eps {eps:g}")

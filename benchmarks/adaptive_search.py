@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from threeregime.adaptive import DEFAULT_LMC_MARGIN, DEFAULT_PER_ROUND, near_regimes, search
-from threeregime.tables import regime
+from threeregime.adaptive import DEFAULT_LMC_MARGIN, DEFAULT_PER_ROUND, search
+from threeregime.regimes import Regimes
 
 REGIMES = ("I", "II-A", "II-B")
 
@@ -72,8 +72,8 @@ def main_values(args):
                 cells = list(np.ndindex(lmc.shape))
                 truth = np.empty(lmc.shape, dtype=object)
                 for c in cells:
-                    truth[c] = regime(lmc[c], cka[c], eps, thr)
-                near = {c: near_regimes(truth[c], lmc[c], cka[c], eps, thr, margin, 0.0) for c in cells}
+                    truth[c] = Regimes(eps, thr).classify(lmc[c], cka[c])
+                near = {c: Regimes(eps, thr).near(truth[c], lmc[c], cka[c], margin, 0.0) for c in cells}
                 run = search(truth, args.per_round, args.pin, near=near)
                 counts.append(len(run.computed))
                 agree.append(run.agreement(truth))

@@ -22,14 +22,16 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from threeregime.checkpoints import load_torch  # noqa: E402
-from threeregime.landscape import LandscapeSpec, landscape_metrics  # noqa: E402
-from threeregime.models import ModelSpec  # noqa: E402
+from threeregime.landscape import landscape_metrics  # noqa: E402
+from threeregime.spec.landscape import LandscapeSpec  # noqa: E402
+from threeregime.spec.model import ModelSpec  # noqa: E402
 from threeregime.pipeline import device_data  # noqa: E402
-from threeregime.study import deep_merge, resolve_study  # noqa: E402
+from threeregime.plan import load_plan  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from threeregime.training import Engine  # noqa: E402
 
 
@@ -77,10 +79,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    with open(os.path.join(root, "config.yaml")) as f, open(a.configfile) as g:
-        study = resolve_study(deep_merge(yaml.safe_load(f), yaml.safe_load(g)), a.study)
-    land, eps = study.base.landscape, study.regimes.get("lmc_epsilon", -0.05)
+    study = load_plan([a.configfile], ROOT).study(a.study)
+    land, eps = study.base.landscape, study.regimes.lmc_epsilon
     engine = Engine.auto(a.device)
     _, data = device_data(study.data, engine, augment=False)
     cells = [{"dir": os.path.join(a.workdir, c.retrain_dir), "landscape": os.path.join(a.workdir, c.landscape_path),

@@ -50,10 +50,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from threeregime import landscape, training  # noqa: E402
 from threeregime.data import (CIFAR_MEAN, CIFAR_STD, ArrayDataset, DeviceData, from_arrays,  # noqa: E402
                               load_digits_dataset, load_npz)
-from threeregime.landscape import LandscapeSpec  # noqa: E402
-from threeregime.models import ARCHITECTURES, ModelSpec, build_network  # noqa: E402
+from threeregime.spec.landscape import LandscapeSpec  # noqa: E402
+from threeregime.models import build_network  # noqa: E402
+from threeregime.spec.model import ARCHITECTURES, ModelSpec  # noqa: E402
 from threeregime.pruning import magnitude_masks  # noqa: E402
-from threeregime.training import Engine, TrainSpec, build_model, stacked_masks  # noqa: E402
+from threeregime.training import Engine, build_model, stacked_masks  # noqa: E402
+from threeregime.spec.train import TrainSpec  # noqa: E402
 
 # The reference grid (config.yaml): 16 temperatures x 9 densities x 3 dense seeds.
 GRID_CELLS, GRID_COPIES, GRID_EPOCHS, GRID_DENSE = 432, 3, 160, 3

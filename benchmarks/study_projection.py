@@ -33,13 +33,18 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import yaml
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
 
-from threeregime import landscape, study as st  # noqa: E402
+from threeregime import landscape  # noqa: E402
+from threeregime.plan import load_plan  # noqa: E402
+from threeregime.spec.identity import DenseRun, approx_epochs  # noqa: E402
+from threeregime.spec.train import TrainSpec  # noqa: E402
+from threeregime.study import Study  # noqa: E402
 from threeregime.data import CIFAR_MEAN, CIFAR_STD, DeviceData, from_arrays  # noqa: E402
-from threeregime.models import ModelSpec, build_network  # noqa: E402
+from threeregime.models import build_network  # noqa: E402
+from threeregime.spec.model import ModelSpec  # noqa: E402
 from threeregime.training import Engine, train_copies  # noqa: E402
 
 # Image counts and classes of the data sets the studies name (train, test, classes).
@@ -65,11 +70,11 @@ def synthetic(name: str, n_train: int | None = None, n_test: int | None = None):
                        mean=CIFAR_MEAN, std=CIFAR_STD)
 
 
-def model_of(run: st.DenseRun, classes: int) -> ModelSpec:
+def model_of(run: DenseRun, classes: int) -> ModelSpec:
     return replace(run.model, in_channels=3, num_classes=classes)
 
 
-def work_of(study: st.Study) -> dict:
+def work_of(study: Study) -> dict:
     """Model-epochs per training configuration, landscape cells per configuration, job counts."""
     dense = defaultdict(float)   # (data, model, batch, optimizer, rho, copies) -> model-epochs
     retrain = defaultdict(float)
@@ -82,7 +87,7 @@ def work_of(study: st.Study) -> dict:
         model = model_of(run, SHAPES[data][2])
         if (run.key, cell.seed) not in dense_seen:
             dense_seen.add((run.key, cell.seed))
-            epochs = st.approx_epochs(run.train, n_train) if run.train.iterations else run.train.epochs
+            epochs = approx_epochs(run.train, n_train) if run.train.iterations else run.train.epochs
             dense[(data, model, run.train.batch_size, run.train.optimizer, run.train.rho, 1)] += epochs
             jobs["dense"] += len(run.checkpoints())
         if cell.retrain_dir in cells_seen:
@@ -90,7 +95,7 @@ def work_of(study: st.Study) -> dict:
         cells_seen.add(cell.retrain_dir)
         r = cell.retrain.train
         k = len(cell.retrain.seeds)
-        epochs = st.approx_epochs(r, n_train) if r.iterations else r.epochs
+        epochs = approx_epochs(r, n_train) if r.iterations else r.epochs
         retrain[(data, model, r.batch_size, r.optimizer, r.rho, k)] += k * epochs
         lmc[(data, model, k, cell.landscape)] += 1
         jobs["prune"] += 1  # at most: prune jobs are per (dense checkpoint, density), shared by retrain specs
@@ -106,7 +111,7 @@ def time_training(key, engine: Engine, steps: int) -> float:
     n = min(tr, steps * batch)
     ds = synthetic(data_name, n, max(1, round(te * n / tr)))
     data = DeviceData(ds, engine.device, 4, True)
-    hp = st.TrainSpec(epochs=2, batch_size=batch, optimizer=optimizer, rho=rho, milestones=())
+    hp = TrainSpec(epochs=2, batch_size=batch, optimizer=optimizer, rho=rho, milestones=())
     torch.manual_seed(0)
     init = build_network(model, 1).copy_state(0)
     marks = []
@@ -158,17 +163,16 @@ def describe(key) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configfile", default="config.yaml")
+    p.add_argument("--configfile", nargs="*", default=[], help="config files merged over config.yaml (as snakemake's)")
     p.add_argument("--studies", default="", help="comma list (default: every study that resolves)")
     p.add_argument("--steps", type=int, default=40, help="training steps per timed epoch")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-landscape", action="store_true", help="skip timing the landscape metrics")
     a = p.parse_args(argv)
 
-    with open(a.configfile) as f:
-        config = yaml.safe_load(f)
-    ok, broken = st.studies(config)
-    names = [s for s in a.studies.split(",") if s] or [n for n in ok if n in config["studies"]]
+    plan = load_plan(a.configfile, REPO)
+    ok, broken = plan.studies, plan.broken
+    names = [s for s in a.studies.split(",") if s] or [n for n in ok if n not in plan.derived]
     for n in names:
         if n not in ok:
             raise SystemExit(f"study {n!r} cannot be projected: {broken.get(n, 'not in the config')}")

@@ -14,7 +14,7 @@ checkpoint adaptive_round:
         "results/studies/{study}/adaptive/round{round,[0-9]+}.json",
     params:
         grid=lambda wc: [list(study(wc.study).temperatures), list(study(wc.study).loads)],
-        regimes=lambda wc: study(wc.study).regimes,
+        regimes=lambda wc: study(wc.study).regimes.as_dict(),
         settings=lambda wc: settings_of(config, wc.study),
     conda:
         ENV
@@ -49,7 +49,7 @@ rule adaptive_diagram:
         png=report("results/studies/{study}/adaptive.png", caption="../report/adaptive.rst", category="{study}",
                    subcategory="Adaptive search"),
     params:
-        regimes=lambda wc: study(wc.study).regimes,
+        regimes=lambda wc: study(wc.study).regimes.as_dict(),
     conda:
         ENV
     log:

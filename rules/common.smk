@@ -5,15 +5,11 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 from threeregime.configfiles import duplicate_keys, schema_problems  # noqa: E402
-from threeregime.data import DataError  # noqa: E402
-from threeregime.study import (  # noqa: E402
-    ConfigError,
-    Index,
-    approx_epochs,
-    check_data_sets,
-    studies,
-    usable_study,
-)
+from threeregime.plan import plan_of  # noqa: E402
+from threeregime.spec.common import ConfigError  # noqa: E402
+from threeregime.spec.data import DataError  # noqa: E402
+from threeregime.spec.identity import approx_epochs  # noqa: E402
+from threeregime.study import check_data_sets  # noqa: E402
 
 
 # The config files this run reads: the workflow's own, then those given with --configfile.
@@ -27,26 +23,24 @@ _problems = schema_problems(config, os.path.join(workflow.basedir, "schemas", "c
 if _problems:
     raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")
-# Case studies (threeregime/casestudies.py) add derived studies to `studies` before they are
-# resolved, so their artifacts are keyed, indexed and shared like any other study's.
-from threeregime.casestudies import case_names_pattern, expand_config  # noqa: E402
+# The one route from a config to its studies (threeregime/plan.py): case studies expanded into
+# derived studies (keyed, indexed and shared like any other study's), every study resolved.
+from threeregime.casestudies import case_names_pattern  # noqa: E402
 
 try:
-    CASES, _case_derived, CASES_BROKEN = expand_config(config)
+    PLAN = plan_of(config)
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}")
-config["studies"].update(_case_derived)
+# Jobs that read one study's section from the config (tables, figures) see the derived ones too.
+config["studies"] = PLAN.config["studies"]
+STUDIES, BROKEN, CASES, CASES_BROKEN = PLAN.studies, PLAN.broken, PLAN.cases, PLAN.cases_broken
 CASE_PATTERN = case_names_pattern(set(CASES) | set(CASES_BROKEN))
-try:
-    STUDIES, BROKEN = studies(config)
-except ConfigError as e:
-    raise WorkflowError(f"config error: {e}")
 if BROKEN:
     # Not an error until one of their targets is asked for (see threeregime.study.studies).
     print(f"note: {len(BROKEN)} studies cannot run with this config and are skipped unless asked for:\n"
           + "\n".join(f"  {n}: {BROKEN[n]}" for n in sorted(BROKEN)), file=sys.stderr)
 
-INDEX = Index.of(STUDIES)
+INDEX = PLAN.index
 FIGURES = config.get("figures", {})
 ENV = "../envs/threeregime.yaml"  # relative to the rule files
 ENGINE = config["engine"]
@@ -103,7 +97,7 @@ def runtime_minutes(epochs):
 def study(name):
     """The study a target names, or a config error (before any job runs) saying why not."""
     try:
-        return usable_study(STUDIES, BROKEN, name)
+        return PLAN.study(name)
     except ConfigError as e:
         raise WorkflowError(f"config error: {e}")
 
@@ -134,11 +128,10 @@ def figure_inputs(wc):
 
 def case_study(name):
     """The case study a target names, or a config error (before any job runs) saying why not."""
-    if name in CASES_BROKEN:
-        raise WorkflowError(f"config error: {CASES_BROKEN[name]}")
-    for s in CASES[name].study_names():
-        study(s)  # refuses a derived study that cannot run, naming why
-    return CASES[name]
+    try:
+        return PLAN.case(name)
+    except ConfigError as e:
+        raise WorkflowError(f"config error: {e}")
 
 
 def case_dense_index(name):
@@ -175,6 +168,6 @@ def case_panel_info(name):
     info = []
     for p in case_study(name).panels:
         s = study(p.studies.get("grid", p.studies.get("sgd")))
-        info.append({"epsilon": s.regimes["lmc_epsilon"], "temperature_axis": s.temperature.name,
+        info.append({"epsilon": s.regimes.lmc_epsilon, "temperature_axis": s.temperature.name,
                      "load_axis": s.load.name, "candidates": [float(t) for t in s.temperatures]})
     return info

@@ -7,7 +7,7 @@ rule phase_diagram:
         png=report("results/studies/{study}/phase.png", caption="../report/phase_diagram.rst",
                    category="{study}", subcategory="Phase diagram"),
     params:
-        regimes=lambda wc: study(wc.study).regimes,
+        regimes=lambda wc: study(wc.study).regimes.as_dict(),
     conda:
         ENV
     log:

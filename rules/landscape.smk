@@ -5,7 +5,7 @@ rule landscape_metrics:
     output:
         f"{COPIES}/landscape_{{land}}.json",
     params:
-        landscape=lambda wc: INDEX.landscape(wc.land).__dict__,
+        landscape=lambda wc: INDEX.landscape(wc.land).as_dict(),
     resources:
         runtime=lambda wc: runtime_minutes(2 * len(INDEX.retrain(wc.retrain).seeds)),
     threads: ENGINE["threads"]

@@ -16,7 +16,7 @@ rule study_table:
         config=report("results/studies/{study}/study.yaml", caption="../report/study_config.rst",
                       category="{study}", subcategory="Configuration"),
     params:
-        regimes=lambda wc: study(wc.study).regimes,
+        regimes=lambda wc: study(wc.study).regimes.as_dict(),
         grid=lambda wc: [(t, l, c.seed) for t, l, c in study(wc.study).cells()],
     conda:
         ENV

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from threeregime.adaptive import (DEFAULT_PER_ROUND, advance, cell_table, line_patterns, near_regimes, plan,
+from threeregime.adaptive import (DEFAULT_PER_ROUND, advance, cell_table, line_patterns, plan,
                                   search)
-from threeregime.tables import regime
+from threeregime.regimes import Regimes
 
 
 def allowed(seq) -> bool:
@@ -118,9 +118,9 @@ def test_missing_cells_constrain_nothing():
 
 
 def test_ties_at_epsilon_and_threshold_follow_the_full_grids_rule():
-    assert regime(-0.05, 0.9, -0.05, 0.9) == "II-B"      # LMC = ε is connected; CKA = threshold is II-B
-    assert regime(-0.0500001, 0.9, -0.05, 0.9) == "I"
-    assert regime(float("nan"), 0.9, -0.05, 0.9) == "missing"
+    assert Regimes(-0.05, 0.9).classify(-0.05, 0.9) == "II-B"      # LMC = ε is connected; CKA = threshold is II-B
+    assert Regimes(-0.05, 0.9).classify(-0.0500001, 0.9) == "I"
+    assert Regimes(-0.05, 0.9).classify(float("nan"), 0.9) == "missing"
 
 
 def values_of(truth):
@@ -142,7 +142,7 @@ def test_advance_round_by_round_matches_the_search_and_explains_every_cell():
         measured = {}
         for n in state["next"]:
             m = metrics[(n["temperature"], n["load"])]
-            measured[(n["temperature"], n["load"])] = {**m, "regime": regime(m["lmc"], m["cka"], -0.05, 0.9),
+            measured[(n["temperature"], n["load"])] = {**m, "regime": Regimes(-0.05, 0.9).classify(m["lmc"], m["cka"]),
                                                        "cka_logit": 0.0, "test_error": 0.1}
     table = cell_table(state, "s", "epochs", "density")
     ref = search(truth, DEFAULT_PER_ROUND)
@@ -156,15 +156,15 @@ def test_advance_round_by_round_matches_the_search_and_explains_every_cell():
 
 def test_near_regimes_are_the_regimes_within_the_margins():
     eps, thr = -0.05, 0.9
-    assert near_regimes("I", -0.055, 0.5, eps, thr, 0.01, 0.0) == ("II-A",)
-    assert near_regimes("I", -0.055, 0.95, eps, thr, 0.01, 0.0) == ("II-B",)    # across ε: II-B by its CKA
-    assert near_regimes("II-A", -0.045, 0.5, eps, thr, 0.01, 0.0) == ("I",)
-    assert near_regimes("II-A", -0.045, 0.899, eps, thr, 0.01, 0.002) == ("I", "II-B")
-    assert near_regimes("II-B", 0.0, 0.901, eps, thr, 0.01, 0.002) == ("II-A",)
-    assert near_regimes("I", -0.07, 0.5, eps, thr, 0.01, 0.5) == ()              # CKA margin: Regime II only
-    assert near_regimes("I", -0.75, 0.5, -0.5, thr, 0.25, 0.0) == ()             # |LMC - ε| = margin: not near
-    assert near_regimes("I", -0.055, 0.5, eps, thr, 0.0, 0.0) == ()              # margins of 0: off
-    assert near_regimes("missing", math.nan, 0.5, eps, thr, 0.01, 0.01) == ()
+    assert Regimes(eps, thr).near("I", -0.055, 0.5, 0.01, 0.0) == ("II-A",)
+    assert Regimes(eps, thr).near("I", -0.055, 0.95, 0.01, 0.0) == ("II-B",)    # across ε: II-B by its CKA
+    assert Regimes(eps, thr).near("II-A", -0.045, 0.5, 0.01, 0.0) == ("I",)
+    assert Regimes(eps, thr).near("II-A", -0.045, 0.899, 0.01, 0.002) == ("I", "II-B")
+    assert Regimes(eps, thr).near("II-B", 0.0, 0.901, 0.01, 0.002) == ("II-A",)
+    assert Regimes(eps, thr).near("I", -0.07, 0.5, 0.01, 0.5) == ()              # CKA margin: Regime II only
+    assert Regimes(-0.5, thr).near("I", -0.75, 0.5, 0.25, 0.0) == ()             # |LMC - ε| = margin: not near
+    assert Regimes(eps, thr).near("I", -0.055, 0.5, 0.0, 0.0) == ()              # margins of 0: off
+    assert Regimes(eps, thr).near("missing", math.nan, 0.5, 0.01, 0.01) == ()
 
 
 def test_nothing_is_inferred_from_a_cell_near_the_boundary():

@@ -7,7 +7,8 @@ import torch
 
 from threeregime.advise import ADVICE, infer_spec, main
 from threeregime.data import load_digits_dataset
-from threeregime.models import ModelSpec, PreResNet
+from threeregime.models import PreResNet
+from threeregime.spec.model import ModelSpec
 
 
 @pytest.fixture(scope="module")

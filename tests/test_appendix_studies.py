@@ -9,7 +9,8 @@ import yaml
 
 from conftest import ROOT
 from test_workflow import ENGINE, smk, write_config
-from threeregime.study import deep_merge, resolve_study, studies
+from threeregime.spec.common import deep_merge
+from threeregime.study import resolve_study, studies
 
 EPOCHS = list(range(10, 161, 10))
 APPENDIX = {  # figure: (study, data set, arch, depth, densities)

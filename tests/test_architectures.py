@@ -7,9 +7,11 @@ import yaml
 
 from conftest import ROOT
 from threeregime.data import DeviceData, from_arrays
-from threeregime.models import ARCHITECTURES, ModelSpec, build_network, cat_copies, count_parameters
+from threeregime.models import build_network, cat_copies, count_parameters
+from threeregime.spec.model import ARCHITECTURES, ModelSpec
 from threeregime.pruning import apply_masks, magnitude_masks
-from threeregime.training import Engine, TrainSpec, train_copies
+from threeregime.training import Engine, train_copies
+from threeregime.spec.train import TrainSpec
 
 QUIET = dict(log=lambda *a: None)
 
@@ -108,7 +110,8 @@ def test_cpu_fuses_only_small_first_activations():
 
 
 def test_depth_axis_takes_each_architectures_depths():
-    from threeregime.study import ConfigError, resolve_study
+    from threeregime.spec.common import ConfigError
+    from threeregime.study import resolve_study
 
     def study(arch, depths):  # the base depth must exist too (the axis replaces it per cell)
         return {"defaults": {"model": {"arch": arch, "depth": depths[0]}, "seeds": {"dense": [1], "retrain": [1, 2]}},
@@ -116,7 +119,7 @@ def test_depth_axis_takes_each_architectures_depths():
                                   "load": {"axis": "depth", "values": depths}}}}
 
     base = yaml.safe_load(open(ROOT / "config.yaml").read())
-    from threeregime.study import deep_merge
+    from threeregime.spec.common import deep_merge
 
     s = resolve_study(deep_merge(base, study("vgg", [11, 19])), "s")
     assert [c.run.model.depth for _, _, c in s.cells()] == [11, 19]

@@ -9,7 +9,8 @@ import pytest
 from threeregime.casestudies import (CaseStudy, case_table, expand_config, hotter_step, sam_rho_by_cka,
                                      select_models, temperature_decisions)
 from threeregime.caseplots import regime_one_runs
-from threeregime.study import ConfigError, studies
+from threeregime.spec.common import ConfigError
+from threeregime.study import studies
 
 NAN = math.nan
 

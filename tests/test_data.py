@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from threeregime.data import DataError, DeviceData, from_arrays, load_digits_dataset, load_npz
+from threeregime.data import DeviceData, from_arrays, load_digits_dataset, load_npz
+from threeregime.spec.data import DataError
 
 
 def test_digits_is_offline_uint8_nhwc():
@@ -63,7 +64,8 @@ def test_npz_errors_name_the_problem(tmp_path):
 
 
 def test_missing_cifar_without_download_says_how_to_fix(tmp_path):
-    from threeregime.data import DataSpec, load_dataset
+    from threeregime.data import load_dataset
+    from threeregime.spec.data import DataSpec
 
     with pytest.raises(DataError, match="data.download"):
         load_dataset(DataSpec("cifar10", str(tmp_path), download=False))

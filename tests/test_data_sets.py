@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torchvision
 
-from threeregime.data import (CIFAR_MEAN, CIFAR_STD, DATA_SETS, SVHN_MEAN, SVHN_STD, DataError, DataSpec,
-                              load_dataset, training_set_size)
+from threeregime.data import CIFAR_MEAN, CIFAR_STD, DATA_SETS, SVHN_MEAN, SVHN_STD, load_dataset, training_set_size
+from threeregime.spec.data import DataError, DataSpec
 
 
 def _md5(path) -> str:

@@ -5,13 +5,16 @@ import pytest
 import torch
 
 from threeregime.checkpoints import load_torch
-from threeregime.data import DataSpec
-from threeregime.models import ModelSpec, PreResNet
-from threeregime.landscape import LandscapeSpec
+from threeregime.spec.data import DataSpec
+from threeregime.models import PreResNet
+from threeregime.spec.model import ModelSpec
+from threeregime.spec.landscape import LandscapeSpec
 from threeregime.pipeline import measure_cell, prune_checkpoint, retrain_cell
 from threeregime.checkpoints import save_torch
+from threeregime.regimes import Regimes
 from threeregime.tables import build_tables
-from threeregime.training import DivergedError, Engine, TrainSpec
+from threeregime.training import DivergedError, Engine
+from threeregime.spec.train import TrainSpec
 
 DIGITS = DataSpec("digits", "", False, 1, False)
 QUIET = lambda *a: None  # noqa: E731
@@ -51,6 +54,6 @@ def test_divergence_recorded_makes_the_cell_missing(pruned):
     cell = {"study": "s", "temperature_axis": "epochs", "temperature": 10.0, "load_axis": "density", "load": 0.5,
             "dense_seed": 1, "density": 0.5, "run": "r", "ckpt": "epoch10", "prune": "uniform_d0.5", "retrain": "t",
             "log": str(pruned / "log.csv"), "landscape": str(pruned / "land.json")}
-    table, summary = build_tables([cell], str(pruned / "t.parquet"), str(pruned / "c.parquet"), -0.05, 0.9)
+    table, summary = build_tables([cell], str(pruned / "t.parquet"), str(pruned / "c.parquet"), Regimes())
     assert table[table.kind == "copy"].diverged.all()
     assert summary.regime.tolist() == ["missing"] and math.isnan(summary.test_error[0])

@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from threeregime.data import DeviceData, from_arrays
-from threeregime.models import ModelSpec, PreResNet
-from threeregime.training import Engine, TrainSpec, train_copies
+from threeregime.models import PreResNet
+from threeregime.spec.model import ModelSpec
+from threeregime.training import Engine, train_copies
+from threeregime.spec.train import TrainSpec
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -78,7 +80,8 @@ def test_select_device_uses_the_real_gpu_and_names_it():
 
 def test_landscape_metrics_bf16_agree_with_fp32(cifar_small):
     """LMC and CKA measured in bf16 (the CUDA default) agree with fp32 on the same networks."""
-    from threeregime.landscape import LandscapeSpec, landscape_metrics
+    from threeregime.landscape import landscape_metrics
+    from threeregime.spec.landscape import LandscapeSpec
 
     spec, data, init = _setup(cifar_small, 640)
     hp = TrainSpec(epochs=2, batch_size=64, lr=0.05, milestones=())

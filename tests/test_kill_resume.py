@@ -20,7 +20,8 @@ torch.set_num_threads(1)
 from threeregime.data import DataSpec
 from threeregime.models import ModelSpec
 from threeregime.pipeline import retrain_cell, train_dense
-from threeregime.study import DataIdentity, DenseRun
+from threeregime.spec.data import DataIdentity
+from threeregime.spec.identity import DenseRun
 from threeregime.training import Engine, TrainSpec
 kind, out = sys.argv[1], sys.argv[2]
 data = DataSpec("digits", "", False, 1, False)

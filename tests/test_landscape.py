@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from threeregime.data import DeviceData
-from threeregime.landscape import (LandscapeSpec, interpolate, landscape_metrics, linear_cka, lmc_barrier,
-                                   training_subset)
-from threeregime.models import ModelSpec, PreResNet
+from threeregime.landscape import interpolate, landscape_metrics, linear_cka, lmc_barrier, training_subset
+from threeregime.spec.landscape import LandscapeSpec
+from threeregime.models import PreResNet
+from threeregime.spec.model import ModelSpec
 from threeregime.training import Engine, reestimate_bn
 
 
@@ -109,11 +110,11 @@ def test_cka_of_a_collapsed_representation_is_undefined():
     x = _x()
     const = torch.full((200, 10), 0.1, dtype=torch.float64) + 1e-17 * _x(200, 10, seed=3)
     assert np.isnan(linear_cka(x, const)) and np.isnan(linear_cka(const, const))
-    from threeregime.tables import regime
+    from threeregime.regimes import Regimes
 
-    assert regime(0.0, float("nan"), -0.05, 0.9) == "missing"
-    assert regime(-0.2, float("nan"), -0.05, 0.9) == "I"
-    assert regime(0.0, 0.95, -0.05, 0.9) == "II-B" and regime(0.0, 0.5, -0.05, 0.9) == "II-A"
+    assert Regimes(-0.05, 0.9).classify(0.0, float("nan")) == "missing"
+    assert Regimes(-0.05, 0.9).classify(-0.2, float("nan")) == "I"
+    assert Regimes(-0.05, 0.9).classify(0.0, 0.95) == "II-B" and Regimes(-0.05, 0.9).classify(0.0, 0.5) == "II-A"
 
 
 def test_training_subsets_are_fixed_sorted_and_nested():

@@ -9,9 +9,12 @@ import torch.nn.functional as F
 import threeregime.training as training
 from threeregime.checkpoints import load_torch, save_torch
 from threeregime.data import DeviceData, from_arrays
-from threeregime.models import ModelSpec, PreResNet
+from threeregime.models import PreResNet
+from threeregime.spec.model import ModelSpec
 from threeregime.pruning import apply_masks, magnitude_masks
-from threeregime.training import OPTIMIZERS, Engine, OptimizerEntry, TrainSpec, sam_step, train_copies
+from threeregime.training import Engine, sam_step, train_copies
+from threeregime.spec.common import resolve
+from threeregime.spec.train import OPTIMIZERS, OptimizerEntry, TrainSpec
 
 QUIET = dict(log=lambda *a: None)
 PAPER = dict(iterations=62400, milestones=(31200, 46800), lr=0.1, gamma=0.1)
@@ -94,10 +97,11 @@ def test_iteration_run_takes_exactly_its_steps_on_full_batches(cifar_small, monk
     spec, data, init = _setup(cifar_small, 200)
     calls = []
     adam = OPTIMIZERS["adam"]
+    adam_step = resolve(adam.step)
 
     def counting_step(model, opt, mask_pairs, data, plan, start, stop, engine, sums, autocast=None, hp=None):
         calls.append((start, stop, opt.param_groups[0]["lr"]))
-        adam.step(model, opt, mask_pairs, data, plan, start, stop, engine, sums, autocast=autocast, hp=hp)
+        adam_step(model, opt, mask_pairs, data, plan, start, stop, engine, sums, autocast=autocast, hp=hp)
 
     monkeypatch.setitem(OPTIMIZERS, "adam", OptimizerEntry(adam.build, counting_step))
     hp = TrainSpec(optimizer="adam", lr=1e-3, batch_size=64, iterations=7, milestones=(4,))
@@ -121,7 +125,7 @@ def test_sam_step_matches_hand_computation(cifar_small):
                    milestones=())
     model = PreResNet(spec)
     model.load_copies([init])
-    opt = OPTIMIZERS["sam"].build(model.parameters(), hp)
+    opt = resolve(OPTIMIZERS["sam"].build)(model.parameters(), hp)
     seen = []  # the parameters each forward pass sees
     model.register_forward_pre_hook(lambda m, a: seen.append({n: p.detach().clone() for n, p in m.named_parameters()}))
     sums = torch.zeros(1, 2, dtype=torch.float64)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from threeregime.regimes import Regimes
 from threeregime import plots
 from threeregime.plots import EDGE_I, EDGE_II, AxisStyle
 
@@ -126,7 +127,7 @@ def _png_info(data: bytes) -> tuple[int, int, float]:
 
 @pytest.fixture()
 def saved(monkeypatch):
-    """Paths written through checkpoints.save_bytes (the atomic writer)."""
+    """Paths written through atomic.save_bytes (the atomic writer)."""
     paths = []
     real = plots.save_bytes
 
@@ -150,14 +151,14 @@ def _check_files(tmp_path, saved, stem, min_width=1000):
 def test_phase_diagram_writes_pdf_and_png(tmp_path, saved):
     t = AxisStyle("Temperature (training epochs)", lambda v: f"{v:g}", "low")
     load = AxisStyle("Load (density, %)", lambda v: f"{v * 100:g}", "low")
-    plots.phase_diagram(_summary(), str(tmp_path / "fig.pdf"), str(tmp_path / "fig.png"), -0.05, 0.85,
+    plots.phase_diagram(_summary(), str(tmp_path / "fig.pdf"), str(tmp_path / "fig.png"), Regimes(-0.05, 0.85),
                         temperature=t, load=load, title="synthetic 4 x 4")
     _check_files(tmp_path, saved, "fig", min_width=3000)
 
 
 def test_phase_diagram_without_regime_column(tmp_path, saved):
     s = _summary().drop(columns="regime")
-    plots.phase_diagram(s, str(tmp_path / "fig.pdf"), str(tmp_path / "fig.png"), -0.05, 0.85,
+    plots.phase_diagram(s, str(tmp_path / "fig.pdf"), str(tmp_path / "fig.png"), Regimes(-0.05, 0.85),
                         temperature=AxisStyle("Temperature (SAM ρ)", hotter="high"),
                         load=AxisStyle("Load (width ×)"))
     _check_files(tmp_path, saved, "fig", min_width=3000)

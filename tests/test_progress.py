@@ -48,9 +48,9 @@ def tiny_config(tmp_path):
 
 
 def test_cell_states_from_files_markers_and_locks(tmp_path, tiny_config):
-    from threeregime.study import studies
+    from threeregime.plan import load_plan
 
-    study = studies(progress.load_config([tiny_config]))[0]["tiny"]
+    study = load_plan([tiny_config]).study("tiny")
     files = {(t, l): progress.cell_files(c) for t, l, c in study.cells()}
     work = tmp_path / "work"
 
@@ -80,11 +80,11 @@ def test_cell_states_from_files_markers_and_locks(tmp_path, tiny_config):
 
 
 def test_where_prints_a_cells_files(tiny_config, capsys):
-    from threeregime.study import studies
+    from threeregime.plan import load_plan
 
     assert progress.main(["--configfile", tiny_config, "--study", "tiny", "--where", "2", "0.5", "--file",
                           "pruned"]) == 0
-    cell = studies(progress.load_config([tiny_config]))[0]["tiny"].cell(2, 0.5, 1)
+    cell = load_plan([tiny_config]).study("tiny").cell(2, 0.5, 1)
     assert capsys.readouterr().out == f"{cell.cell_dir}/pruned.pt\n"
     assert progress.main(["--configfile", tiny_config, "--study", "tiny", "--where", "3", "0.5"]) == 2
     assert "has no cell (epochs 3, density 0.5); epochs: ['1', '2']" in capsys.readouterr().err
@@ -94,12 +94,12 @@ def test_where_prints_a_cells_files(tiny_config, capsys):
 def test_half_finished_grid_is_counted_and_drawn(tiny_grid, tmp_path, tiny_config):
     """The finished tiny grid with one cell deleted and one being recomputed: counts, and the
     partial summary of the finished cells equals the workflow's own cells.parquet."""
-    from threeregime.study import studies
+    from threeregime.plan import load_plan
 
     folder, _ = tiny_grid
     work = tmp_path / "work"
     shutil.copytree(folder / "results", work / "results")
-    study = studies(progress.load_config([tiny_config]))[0]["tiny"]
+    study = load_plan([tiny_config]).study("tiny")
     cells = {(t, l): c for t, l, c in study.cells()}
     (work / cells[(2, 0.5)].landscape_path).unlink()
     (work / cells[(1, 0.5)].landscape_path).unlink()

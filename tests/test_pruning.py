@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from threeregime.models import ModelSpec, PreResNet
+from threeregime.models import PreResNet
+from threeregime.spec.model import ModelSpec
 from threeregime.pruning import density_of, magnitude_masks
 
 

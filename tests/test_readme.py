@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from readme_commands import Command, block_commands, readme_commands
+from readme_commands import block_commands, readme_commands
 
 README = (ROOT / "README.md").read_text()
 

@@ -6,13 +6,14 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from threeregime.study import AXES, ConfigError, Index, resolve_study, studies
+from threeregime.spec.common import ConfigError
+from threeregime.study import AXES, Index, resolve_study, studies
 
 REFERENCE = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
 def config(**over):
-    from threeregime.study import deep_merge
+    from threeregime.spec.common import deep_merge
 
     return deep_merge(REFERENCE, over)
 

@@ -5,9 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from threeregime.data import DeviceData, from_arrays
-from threeregime.models import ModelSpec, PreResNet
+from threeregime.models import PreResNet
+from threeregime.spec.model import ModelSpec
 from threeregime.pruning import apply_masks, magnitude_masks
-from threeregime.training import Engine, TrainSpec, to_model_input, train_copies
+from threeregime.training import Engine, to_model_input, train_copies
+from threeregime.spec.train import TrainSpec
 
 QUIET = dict(log=lambda *a: None)
 

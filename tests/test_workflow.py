@@ -24,7 +24,7 @@ ENGINE = {"device": "cpu", "eval_batch_size": 500}
 
 def tiny(study=None, **top):
     """A config with the tiny study (changed by `study`, a partial override) as its default."""
-    from threeregime.study import deep_merge
+    from threeregime.spec.common import deep_merge
 
     return {"default_studies": ["tiny"], "studies": {"tiny": deep_merge(TINY_STUDY, study or {})},
             "engine": ENGINE, **top}

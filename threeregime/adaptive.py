@@ -42,7 +42,7 @@ A computed cell whose LMC lies within `lmc_margin` of ε (or, in Regime II, whos
 `cka_margin` of the threshold) is *near* a boundary: its regime is within its measurement noise
 of the regime across that boundary (on the demo, cells within 0.02 of ε changed regime in 8 of
 17 cases when only the retrain seeds changed). It keeps its measured regime, but for inference
-it allows both (`near_regimes`), so nothing is extrapolated from it: its unknown neighbours are
+it allows both (`Regimes.near`), so nothing is extrapolated from it: its unknown neighbours are
 computed or determined by other cells. Every computed cell carries the
 reason it was chosen, every inferred cell the rule that determined it.
 
@@ -58,9 +58,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-REGIMES = ("I", "II-A", "II-B")
+from .regimes import MISSING, NAMES as REGIMES
+
 CODE = {name: i for i, name in enumerate(REGIMES)}
-MISSING = "missing"
 DEFAULT_PER_ROUND = 2  # fewest cells on the synthetic diagrams (README "Adaptive search")
 # A cell with |LMC - ε| below this is near the Regime-I boundary (README "Adaptive search": on the
 # demo's two measured grids, 0.0075 / 0.01 / 0.0125 computed 20-29 / 26-28 / 28 of 48 cells and
@@ -115,21 +115,6 @@ class Plan:
 BIT = {name: 1 << i for i, name in enumerate(REGIMES)}
 ANY = 7          # a cell that may still be any regime
 II = BIT["II-A"] | BIT["II-B"]
-
-
-def near_regimes(name: str, lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float,
-                 lmc_margin: float, cka_margin: float) -> tuple[str, ...]:
-    """The regimes other than its own that a cell measured as `name` is within its margins of:
-    across the Regime-I boundary when |LMC − ε| < lmc_margin, across the II-A/II-B boundary when it
-    is in Regime II and |CKA − threshold| < cka_margin. Empty for margins of 0 and NaN metrics."""
-    if name not in CODE or not (math.isfinite(lmc) and math.isfinite(cka)):
-        return ()
-    out = set()
-    if abs(lmc - lmc_epsilon) < lmc_margin:  # across ε: Regime I, or the Regime II its CKA gives
-        out.add(("II-B" if cka >= cka_threshold else "II-A") if name == "I" else "I")
-    if name != "I" and abs(cka - cka_threshold) < cka_margin:
-        out.add("II-A" if name == "II-B" else "II-B")
-    return tuple(sorted(out))
 
 
 def _orientation(computed: dict[Cell, str], outliers: set[Cell], high: str, low: str, among=REGIMES):
@@ -220,7 +205,7 @@ def _infer(shape, computed: dict[Cell, str], outliers: set[Cell], blocked: set[C
 
 
 def _bits(name: str, near=()) -> int:
-    """The mask of a computed cell: its regime, and the regimes it is near (near_regimes)."""
+    """The mask of a computed cell: its regime, and the regimes it is near (Regimes.near)."""
     out = BIT[name]
     for other in near:
         out |= BIT[other]
@@ -240,7 +225,7 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
          pin: str = "column", near: dict[Cell, tuple] | None = None) -> Plan:
     """What is known after the cells in `computed` ({(row, col): regime or "missing"}), and
     which cells to compute next (none when every cell is computed or inferred). `near`: the
-    computed cells within their margins of another regime ({cell: near_regimes(...)}).
+    computed cells within their margins of another regime ({cell: Regimes.near(...)}).
 
     Rows and columns must be in the order of their axis values (either direction)."""
     rows, cols = shape
@@ -401,7 +386,7 @@ def search(truth, per_round: int = DEFAULT_PER_ROUND, pin: str = "column", max_r
            near: dict[Cell, tuple] | None = None) -> Run:
     """Run the search to the end, reading each requested cell's regime from `truth` (a 2-D
     array of regime names or "missing"), as the workflow would compute it; `near`: the
-    regimes each cell's measurement is within its margins of (near_regimes), for any cell."""
+    regimes each cell's measurement is within its margins of (Regimes.near), for any cell."""
     t = np.asarray(truth, dtype=object)
     computed: dict[Cell, str] = {}
     why: dict[Cell, tuple[int, str]] = {}
@@ -416,13 +401,6 @@ def search(truth, per_round: int = DEFAULT_PER_ROUND, pin: str = "column", max_r
 
 
 # --- the workflow's view: a study's values and one round at a time ------------------------------
-
-def cell_regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float) -> str:
-    """The full grid's rule (threeregime.tables.regime), NaN metrics giving "missing"."""
-    from .tables import regime
-
-    return regime(lmc, cka, lmc_epsilon, cka_threshold)
-
 
 def in_values(text: str, temperatures, loads) -> str:
     """A reason in grid indices ("row 1", "column 3", "(1, 3)") told in the study's values."""
@@ -493,7 +471,7 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str], lmc_marg
             cka_margin: float = DEFAULT_CKA_MARGIN) -> dict[tuple[float, float], dict]:
     """The metrics and regime of every cell `state` asked for, read from its files as the full
     grid's table reads them (threeregime.tables: means over dense seeds, retrain seeds and pairs),
-    and the regimes each is within its margins of ("near", near_regimes)."""
+    and the regimes each is within its margins of ("near", Regimes.near)."""
     import pandas as pd
 
     from .tables import cell_key, cell_rows, summarize
@@ -505,15 +483,13 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str], lmc_marg
     rows = []
     for (t, l), c, log, land in zip(values, cells, logs, landscapes):
         rows += cell_rows(cell_key(study, t, l, c), log, land)
-    r = study.regimes
-    eps, thr = r.get("lmc_epsilon", -0.05), r.get("cka_threshold", 0.9)
-    summary = summarize(pd.DataFrame(rows), eps, thr)
+    summary = summarize(pd.DataFrame(rows), study.regimes)
     out = {}
     for s in summary.to_dict("records"):
         values = {k: (float(s[k]) if k != "regime" else str(s[k])) for k in ("regime", "lmc", "cka", "cka_logit",
                                                                              "test_error")}
-        values["near"] = list(near_regimes(values["regime"], values["lmc"], values["cka"], eps, thr, lmc_margin,
-                                           cka_margin))
+        values["near"] = list(study.regimes.near(values["regime"], values["lmc"], values["cka"], lmc_margin,
+                                                 cka_margin))
         out[(float(s["temperature"]), float(s["load"]))] = values
     return out
 

@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize, to_rgb  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from .regimes import Regimes  # noqa: E402
 from .plots import DENSITY, EDGE_I, _save, EPOCHS, AxisStyle, edge_paths, regime_edges, temperature_order  # noqa: E402
 
 REGIME_COLOURS = {"I": "#3b5b92", "II-A": "#e0913a", "II-B": "#4d9a5a", "missing": "#bbbbbb",
@@ -68,9 +69,10 @@ def _boundaries(ax, regimes):
         ax.plot(xs, ys, zorder=5, solid_capstyle="projecting", **_EDGE[kind])
 
 
-def adaptive_diagram(table: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsilon: float, cka_threshold: float,
+def adaptive_diagram(table: pd.DataFrame, pdf_path: str, png_path: str, thresholds: Regimes,
                      temperature: AxisStyle = EPOCHS, load: AxisStyle = DENSITY, title: str = "") -> None:
     """Draw the adaptive search's table (threeregime.adaptive.cell_table) as PDF and PNG."""
+    lmc_epsilon, cka_threshold = thresholds.lmc_epsilon, thresholds.cka_threshold
     temps, loads, g = grids(table, temperature.hotter)
     ny, nx = len(temps), len(loads)
     regimes = g["regime"]

@@ -29,14 +29,20 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .checkpoints import CheckpointError, save_json
-from .data import DataError, DataSpec, DeviceData, load_dataset
-from .landscape import LandscapeSpec, landscape_metrics
-from .models import ModelSpec, build_network
+from .atomic import save_json
+from .checkpoints import CheckpointError
+from .data import DeviceData, load_dataset
+from .spec.data import DataError, DataSpec
+from .landscape import landscape_metrics
+from .spec.landscape import LandscapeSpec
+from .models import build_network
+from .spec.model import ModelSpec
 from .pipeline import prune_state
-from .pruning import METHODS, density_of
-from .tables import regime
-from .training import Engine, TrainSpec, train_copies
+from .pruning import density_of
+from .spec.prune import METHODS
+from .regimes import DEFAULT_CKA_THRESHOLD, DEFAULT_LMC_EPSILON, Regimes
+from .training import Engine, train_copies
+from .spec.train import TrainSpec
 
 ADVICE = {
     "I": ("raise", "Regime I (poorly connected): raise the temperature - train the dense model for fewer epochs, "
@@ -103,7 +109,7 @@ def check_matches(state: dict, spec: ModelSpec) -> None:
 
 
 def advise(state: dict, spec: ModelSpec, data_spec: DataSpec, density: float, retrain: TrainSpec, seeds: list[int],
-           engine: Engine, landscape: LandscapeSpec, lmc_epsilon: float = -0.05, cka_threshold: float = 0.9,
+           engine: Engine, landscape: LandscapeSpec, lmc_epsilon: float = DEFAULT_LMC_EPSILON, cka_threshold: float = DEFAULT_CKA_THRESHOLD,
            method: str = "uniform", log=print) -> dict:
     """Prune `state` to `density`, retrain one copy per seed, measure LMC/CKA: the regime and advice."""
     if not 0 < density <= 1:
@@ -124,7 +130,7 @@ def advise(state: dict, spec: ModelSpec, data_spec: DataSpec, density: float, re
     res = landscape_metrics(spec, dict(zip(seeds, states)), eval_data, engine, landscape)
     lmc = float(np.mean([p["lmc"] for p in res["pairs"]]))
     cka = float(np.mean([p["cka"] for p in res["pairs"]]))
-    r = regime(lmc, cka, lmc_epsilon, cka_threshold)
+    r = Regimes(lmc_epsilon, cka_threshold).classify(lmc, cka)
     return {"model": asdict(spec), "density": density, "achieved_density": density_of(masks),
             "retrain": retrain.as_dict(), "seeds": list(seeds),
             "test_error": [float(e) for e in history[-1].test_error], "lmc": lmc, "cka": cka,
@@ -161,8 +167,8 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one retrained copy per seed")
     p.add_argument("--method", choices=list(METHODS), default="uniform", help="uniform (UniformMP) or global")
-    p.add_argument("--epsilon", type=float, default=-0.05, help="Regime I: LMC < epsilon")
-    p.add_argument("--cka-threshold", type=float, default=0.9, help="II-B: CKA >= threshold")
+    p.add_argument("--epsilon", type=float, default=DEFAULT_LMC_EPSILON, help="Regime I: LMC < epsilon")
+    p.add_argument("--cka-threshold", type=float, default=DEFAULT_CKA_THRESHOLD, help="II-B: CKA >= threshold")
     p.add_argument("--samples", type=int, default=10000, help="training images for BatchNorm and err(t) (0: all)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default="results/advice", help="folder for advice.json and lmc_curves.pdf/.png")

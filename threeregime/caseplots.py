@@ -22,7 +22,8 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from .plots import _save  # noqa: E402
-from .study import AXES, fmt  # noqa: E402
+from .spec.common import fmt  # noqa: E402
+from .study import AXES  # noqa: E402
 
 SGD_COLOUR, SAM_COLOUR = "tab:blue", "tab:orange"
 

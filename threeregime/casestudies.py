@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .study import AXES, ConfigError, deep_merge, digest, fmt
+from .regimes import Regimes
+from .spec.common import ConfigError, deep_merge, digest, fmt
+from .study import AXES
 
 ALGORITHMS = ("temperature", "selection", "sam_vs_sgd", "sam_rho")
 SELECT_BY = ("test_error", "cka")
@@ -216,11 +218,6 @@ def _at(cells: pd.DataFrame, temperature: float, load: float, column: str) -> fl
     return float(m[column].iloc[0]) if len(m) and column in m and pd.notna(m[column].iloc[0]) else math.nan
 
 
-def is_regime_one(lmc: float, epsilon: float) -> bool:
-    """Regime I: LMC < ε (strict: LMC = ε is connected, as in the paper's LMC ∈ [ε, 0])."""
-    return bool(np.isfinite(lmc) and lmc < epsilon)
-
-
 def temperature_decisions(cells: pd.DataFrame, t0: float, t1: float, epsilon: float) -> pd.DataFrame:
     """Algorithm 1 for every load of `cells` (temperature, load, lmc, test_error).
 
@@ -232,11 +229,11 @@ def temperature_decisions(cells: pd.DataFrame, t0: float, t1: float, epsilon: fl
     for load in sorted(set(cells.load)):
         lmc = _at(cells, t0, load, "lmc")
         e0, e1 = _at(cells, t0, load, "test_error"), _at(cells, t1, load, "test_error")
-        decision = "missing" if not np.isfinite(lmc) else ("raise" if is_regime_one(lmc, epsilon) else "keep")
+        decision = "missing" if not np.isfinite(lmc) else ("raise" if Regimes(lmc_epsilon=epsilon).is_one(lmc) else "keep")
         right = None
         if decision != "missing" and np.isfinite(e0) and np.isfinite(e1):
             right = bool(e1 < e0) if decision == "raise" else bool(e1 >= e0)
-        rows.append({"load": load, "lmc": lmc, "regime_I": is_regime_one(lmc, epsilon), "decision": decision,
+        rows.append({"load": load, "lmc": lmc, "regime_I": Regimes(lmc_epsilon=epsilon).is_one(lmc), "decision": decision,
                      "t0": t0, "t1": t1, "test_error_t0": e0, "test_error_t1": e1, "right": right})
     return pd.DataFrame(rows)
 

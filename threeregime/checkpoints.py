@@ -1,47 +1,19 @@
-"""Atomic writes and checked reads of every file the workflow produces."""
+"""Torch checkpoints: written atomically (threeregime.atomic), read back checked against what
+their path says they are."""
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import tempfile
 from typing import Any
 
 import torch
 
+from .atomic import write_atomic
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is unreadable or does not belong where it is; the message says what to do."""
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _write_atomic(path: str, write) -> None:
-    """Write through a temp file in the target's folder, fsync, then rename over the target.
-
-    A killed job leaves at most a stray '.tmp' file, never a target that looks complete.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; targets get the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):
-            raise OSError(e.errno, f"could not write {path}: {e.strerror}") from e
-        raise
 
 
 def save_torch(obj: Any, path: str) -> None:
@@ -49,19 +21,7 @@ def save_torch(obj: Any, path: str) -> None:
         buf = io.BytesIO()
         torch.save(obj, buf)
         f.write(buf.getbuffer())
-    _write_atomic(path, write)
-
-
-def save_bytes(data: bytes, path: str) -> None:
-    _write_atomic(path, lambda f: f.write(data))
-
-
-def save_json(obj: Any, path: str) -> None:
-    save_bytes((json.dumps(obj, indent=1, sort_keys=True) + "\n").encode(), path)
-
-
-def save_text(text: str, path: str) -> None:
-    save_bytes(text.encode(), path)
+    write_atomic(path, write)
 
 
 def load_torch(path: str, expect: dict[str, Any] | None = None) -> dict:

@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .spec.data import DataError, DataSpec
+
 # Normalisation constants used by the reference recipe for CIFAR.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -23,19 +25,6 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 SVHN_MEAN = (0.4377, 0.4438, 0.4728)
 SVHN_STD = (0.1980, 0.2010, 0.1970)
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-class DataError(RuntimeError):
-    """A data set is missing or malformed; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    name: str = "cifar10"          # cifar10 | cifar100 | svhn | digits | npz
-    root: str = "data"             # torchvision root, or the .npz file for name == npz
-    download: bool = False
-    crop_padding: int = 4          # RandomCrop(size, padding=crop_padding); 0 disables
-    hflip: bool = True
 
 
 @dataclass

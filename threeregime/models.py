@@ -11,62 +11,22 @@ per-model state dict (same keys, per-model shapes) and `load_copies` stacks such
 files stay interchangeable whatever K a job ran with. This works for every architecture
 because every parameter and buffer holds copy k in block k of its first dimension.
 
-Architectures live in ARCHITECTURES (one `Architecture` entry each: which depths exist, how
-to build K copies, how wide the first activation is). Adding one is a subclass of
-`FusedNetwork` built from GroupedConv2d / BatchNorm2d / GroupedLinear, plus its entry; see
-README "Adding an architecture".
+Architectures are entries of threeregime.spec.model.ARCHITECTURES (which depths exist, how
+wide the first activation is, and the class here that builds K copies, named as
+"threeregime.models:<Class>"). Adding one is a subclass of `FusedNetwork` built from
+GroupedConv2d / BatchNorm2d / GroupedLinear, plus its entry; see docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What defines a network: the `load` axes depth and width live here."""
-
-    arch: str = "preresnet"
-    depth: int = 20
-    width: float = 1.0
-    in_channels: int = 3
-    num_classes: int = 10
-
-    def __post_init__(self):
-        entry = ARCHITECTURES.get(self.arch)
-        if entry is None:
-            raise ValueError(f"model.arch: unknown architecture {self.arch!r}; allowed: "
-                             + ", ".join(repr(a) for a in ARCHITECTURES))
-        if not entry.valid_depth(self.depth):
-            raise ValueError(f"model.depth of {self.arch} must be {entry.depth_rule}, got {self.depth}")
-        if self.width <= 0:
-            raise ValueError(f"model.width must be > 0, got {self.width}")
-
-    @property
-    def key(self) -> str:
-        """Path segment, e.g. 'preresnet20_w1'."""
-        return f"{self.arch}{self.depth}_w{self.width:g}"
-
-    @property
-    def stage_channels(self) -> tuple[int, int, int]:
-        """PreResNet's channels per stage (16, 32, 64 times the width)."""
-        return tuple(scaled(c, self.width) for c in (16, 32, 64))
-
-    @property
-    def first_channels(self) -> int:
-        """Channels of the network's first (largest) activation: what fusing K copies costs on a CPU."""
-        return ARCHITECTURES[self.arch].first_channels(self)
-
-
-def scaled(channels: int, width: float) -> int:
-    """A channel count times the width multiplier (at least 1)."""
-    return max(1, int(round(channels * width)))
+from .spec.common import resolve
+from .spec.model import ARCHITECTURES, DENSENET_GROWTH, VGG_LAYERS, ModelSpec, scaled
 
 
 class GroupedConv2d(nn.Module):
@@ -182,16 +142,6 @@ class PreResNet(FusedNetwork):
 
 # --- VGG -----------------------------------------------------------------------------------------
 
-# Convolution widths per depth ("M": 2x2 max pool), configurations A, B, D, E of Simonyan &
-# Zisserman (2015) without the last pool, as in the CIFAR VGGs of the pruning literature.
-VGG_LAYERS = {
-    11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
-    13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
-    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512),
-    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512),
-}
-
-
 class VGG(FusedNetwork):
     """CIFAR VGG with BatchNorm: conv3x3 (with bias) + BN + ReLU per layer, four 2x2 max pools,
     then a 2x2 average pool (the whole 2x2 map left of a 32x32 image) and one linear layer
@@ -270,7 +220,7 @@ class DenseNet(FusedNetwork):
     2 x growth channels, three dense blocks of n layers (growth 12 x width) with transitions
     of compression 1 between them, final BN-ReLU, global average pool, linear. K copies."""
 
-    GROWTH = 12
+    GROWTH = DENSENET_GROWTH
 
     def __init__(self, spec: ModelSpec, copies: int = 1):
         super().__init__(spec, copies)
@@ -299,36 +249,12 @@ class DenseNet(FusedNetwork):
 
 # --- the registry ----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Architecture:
-    """An entry of ARCHITECTURES: `network(spec, copies)` builds K copies (a FusedNetwork);
-    `valid_depth` says which depths exist (`depth_rule` says it in words, for errors);
-    `first_channels(spec)` is the channel count of the first activation, which decides
-    whether fusing copies pays on a CPU (training.Engine.copies_for)."""
-
-    network: Callable[[ModelSpec, int], FusedNetwork]
-    valid_depth: Callable[[int], bool]
-    depth_rule: str
-    first_channels: Callable[[ModelSpec], int]
-    description: str = ""
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "preresnet": Architecture(
-        PreResNet, lambda d: d >= 8 and (d - 2) % 6 == 0, "6n+2 with n >= 1 (8, 14, 20, 32, 56, ...)",
-        lambda s: s.stage_channels[0], "pre-activation ResNet, 16/32/64 channels x width"),
-    "vgg": Architecture(
-        VGG, lambda d: d in VGG_LAYERS, "one of 11, 13, 16, 19 (VGG configurations A, B, D, E)",
-        lambda s: scaled(64, s.width), "VGG with BatchNorm, 64..512 channels x width, one linear layer"),
-    "densenet": Architecture(
-        DenseNet, lambda d: d >= 7 and (d - 4) % 3 == 0, "3n+4 with n >= 1 (7, 10, ..., 40, ...)",
-        lambda s: 2 * scaled(DenseNet.GROWTH, s.width), "DenseNet with basic layers and compression 1, growth 12 x width"),
-}
-
-
 def build_network(spec: ModelSpec, copies: int = 1) -> FusedNetwork:
     """K copies of the network `spec` describes, in one grouped network."""
-    return ARCHITECTURES[spec.arch].network(spec, copies)
+    if not spec.complete:
+        raise ValueError(f"{spec} has no data shape: fill in in_channels and num_classes from the data set "
+                         f"(ModelSpec.for_data) before building it")
+    return resolve(ARCHITECTURES[spec.arch].network)(spec, copies)
 
 
 def count_parameters(spec: ModelSpec) -> int:

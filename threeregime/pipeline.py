@@ -15,13 +15,17 @@ from dataclasses import asdict
 
 import torch
 
-from .checkpoints import load_torch, save_json, save_text, save_torch
-from .data import DeviceData, DataSpec, load_dataset
-from .landscape import LandscapeSpec, landscape_metrics
-from .models import ModelSpec, build_network
+from .atomic import save_json, save_text
+from .checkpoints import load_torch, save_torch
+from .data import DeviceData, load_dataset
+from .landscape import landscape_metrics
+from .models import build_network
 from .pruning import apply_masks, density_of, magnitude_masks
-from .study import model_spec
-from .training import DivergedError, Engine, TrainSpec, train_copies
+from .spec.data import DataSpec
+from .spec.landscape import LandscapeSpec
+from .spec.model import ModelSpec
+from .spec.train import TrainSpec
+from .training import DivergedError, Engine, train_copies
 
 LOG_COLUMNS = ("retrain_seed", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error")
 
@@ -47,8 +51,7 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
     written after every epoch and picked up by a rerun of a killed job.
     """
     ds, data = device_data(data_spec, engine, augment=True)
-    spec = model_spec({"arch": run.model.arch, "depth": run.model.depth, "width": run.model.width},
-                      ds.image_shape[-1], ds.num_classes)
+    spec = run.model.for_data(ds.image_shape[-1], ds.num_classes)
     meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
     stop = run.train.total_epochs(data.n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
     if previous:

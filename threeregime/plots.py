@@ -27,11 +27,10 @@ from matplotlib.legend_handler import HandlerTuple  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from .checkpoints import save_bytes  # noqa: E402
+from .atomic import save_bytes  # noqa: E402
 
 PNG_DPI = 200
-MISSING = "missing"
-REGIMES = ("I", "II-A", "II-B")
+from .regimes import MISSING, NAMES as REGIMES, Regimes  # noqa: E402
 # Edge kinds returned by regime_edges
 EDGE_I = "I|II"        # Regime I against Regime II (A or B): the LMC transition
 EDGE_II = "IIA|IIB"    # Regime II-A against II-B: the CKA transition
@@ -200,8 +199,7 @@ class Grids:
     regimes: np.ndarray          # object array of regime names, "missing" where absent
 
 
-def cell_grids(summary: pd.DataFrame, hotter: str, lmc_epsilon: float | None = None,
-               cka_threshold: float | None = None) -> Grids:
+def cell_grids(summary: pd.DataFrame, hotter: str, regimes: Regimes | None = None) -> Grids:
     """The summary's columns as (temperature x load) arrays in drawing order."""
     temps = temperature_order(summary["temperature"], hotter)
     loads = sorted({float(v) for v in summary["load"]})
@@ -218,10 +216,9 @@ def cell_grids(summary: pd.DataFrame, hotter: str, lmc_epsilon: float | None = N
         grid = np.array([[str(reg.get((t, l), MISSING)) for l in loads] for t in temps], dtype=object)
         grid[pd.isna(grid) | (grid == "nan") | (grid == "None")] = MISSING
     else:
-        if lmc_epsilon is None or cka_threshold is None:
-            raise ValueError("summary has no 'regime' column: pass lmc_epsilon and cka_threshold")
-        from .tables import regime
-        grid = np.array([[regime(l, k, lmc_epsilon, cka_threshold) for l, k in zip(lr, kr)]
+        if regimes is None:
+            raise ValueError("summary has no 'regime' column: pass the study's regimes")
+        grid = np.array([[regimes.classify(l, k) for l, k in zip(lr, kr)]
                          for lr, kr in zip(values["lmc"], values["cka"])], dtype=object)
     return Grids(temps, loads, values, grid)
 
@@ -326,7 +323,7 @@ def _norm(z: np.ndarray, lo: float | None = None, hi: float | None = None) -> No
     return Normalize(vmin, vmax)
 
 
-def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsilon: float, cka_threshold: float,
+def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: Regimes,
                   temperature: AxisStyle = EPOCHS, load: AxisStyle = DENSITY, title: str = "",
                   running: Iterable[tuple[float, float]] = (), missing_label: str = "missing") -> None:
     """The four panels of Figure 2 on the study's (temperature x load) grid, as PDF and PNG.
@@ -337,7 +334,8 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, lmc_epsil
     `running` names the (temperature, load) cells being computed (hatched apart from the other
     missing ones), `missing_label` is the legend's word for the rest.
     """
-    grids = cell_grids(summary, temperature.hotter, lmc_epsilon, cka_threshold)
+    lmc_epsilon, cka_threshold = regimes.lmc_epsilon, regimes.cka_threshold
+    grids = cell_grids(summary, temperature.hotter, regimes)
     at = {(t, l): (r, c) for r, t in enumerate(grids.temperatures) for c, l in enumerate(grids.loads)}
     running_cells = frozenset(at[(float(t), float(l))] for t, l in running if (float(t), float(l)) in at)
     ny, nx = len(grids.temperatures), len(grids.loads)

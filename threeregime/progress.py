@@ -32,43 +32,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from .plan import load_plan
+from .spec.common import ConfigError, fmt
+from .study import Study
 
-from .study import ConfigError, Study, deep_merge, fmt, landscape_key, studies, usable_study
-
-REPO = Path(__file__).resolve().parents[1]
 STATES = ("done", "running", "interrupted", "missing")
 # A cell's files, by what `--where ... --file` calls them.
 CELL_FILES = ("dense", "pruned", "retrained", "log", "landscape", "lmc_curves")
-
-
-def workflow_dir() -> Path:
-    """The workflow whose config.yaml is read: the current folder when it holds the Snakefile
-    (a run from the repository root, as the README's commands are), else this package's repository."""
-    here = Path.cwd()
-    return here if (here / "Snakefile").exists() and (here / "config.yaml").exists() else REPO
-
-
-def load_config(configfiles: list[str], workflow: str | os.PathLike | None = None) -> dict:
-    """The config Snakemake would use: the workflow's config.yaml, each --configfile merged over
-    it in order, checked and completed (schema defaults) as the Snakefile does."""
-    from .configfiles import check_files, schema_problems
-
-    workflow = Path(workflow or workflow_dir())
-    base = workflow / "config.yaml"
-    problems = check_files([str(base), *configfiles])
-    config: dict = {}
-    for path in [base, *configfiles]:
-        with open(path) as f:
-            config = deep_merge(config, yaml.safe_load(f) or {})
-    schema = workflow / "schemas" / "config.schema.yaml"
-    problems += schema_problems(config, str(schema))
-    if problems:
-        raise ConfigError("config error:\n  " + "\n  ".join(problems))
-    from snakemake.utils import validate
-
-    validate(config, str(schema), set_default=True)
-    return config
 
 
 def snakemake_incomplete(workdir: str | os.PathLike = ".") -> set[str]:
@@ -162,7 +132,7 @@ def cell_files(cell) -> dict[str, str]:
     return {"dense": cell.dense_path, "pruned": f"{cell.cell_dir}/pruned.pt",
             "retrained": f"{cell.retrain_dir}/retrained.pt", "log": f"{cell.retrain_dir}/retrain_log.csv",
             "landscape": cell.landscape_path,
-            "lmc_curves": f"{cell.retrain_dir}/lmc_curves_{landscape_key(cell.landscape)}.png"}
+            "lmc_curves": f"{cell.retrain_dir}/lmc_curves_{cell.landscape.key}.png"}
 
 
 def partial_summary(progress: StudyProgress, workdir: str | os.PathLike = "."):
@@ -170,7 +140,7 @@ def partial_summary(progress: StudyProgress, workdir: str | os.PathLike = "."):
     import numpy as np
     import pandas as pd
 
-    from .tables import cell_rows, summarize
+    from .tables import cell_key, cell_rows, summarize
 
     s = progress.study
     wd = Path(workdir)
@@ -179,12 +149,8 @@ def partial_summary(progress: StudyProgress, workdir: str | os.PathLike = "."):
         if progress.grid_state(t, l) != "done":
             continue
         files = cell_files(cell)
-        key = {"study": s.name, "temperature_axis": s.temperature.name, "temperature": float(t),
-               "load_axis": s.load.name, "load": float(l), "dense_seed": cell.seed, "density": cell.prune.density,
-               "run": cell.run.key, "ckpt": cell.ckpt, "prune": cell.prune.key, "retrain": cell.retrain.key}
-        rows += cell_rows(key, str(wd / files["log"]), str(wd / files["landscape"]))
-    r = s.regimes
-    done = summarize(pd.DataFrame(rows), r["lmc_epsilon"], r["cka_threshold"]) if rows else pd.DataFrame()
+        rows += cell_rows(cell_key(s, t, l, cell), str(wd / files["log"]), str(wd / files["landscape"]))
+    done = summarize(pd.DataFrame(rows), s.regimes) if rows else pd.DataFrame()
     have = set(zip(done.get("temperature", []), done.get("load", [])))
     blank = [{"temperature": float(t), "load": float(l), "test_error": np.nan, "lmc": np.nan, "cka": np.nan,
               "regime": "missing"} for t in s.temperatures for l in s.loads if (float(t), float(l)) not in have]
@@ -204,7 +170,7 @@ def draw(progress: StudyProgress, out_dir: str | os.PathLike, workdir: str | os.
     title = (f"{s.name} so far: {done} of {len(grid)} cells done, {len(running)} running "
              f"({time.strftime('%Y-%m-%d %H:%M')})")
     pdf, png = (str(Path(out_dir) / f"{s.name}.{ext}") for ext in ("pdf", "png"))
-    phase_diagram(summary, pdf, png, s.regimes["lmc_epsilon"], s.regimes["cka_threshold"],
+    phase_diagram(summary, pdf, png, s.regimes,
                   temperature=axis_style(s.temperature), load=axis_style(s.load), title=title, running=running,
                   missing_label="not computed yet")
     return png
@@ -229,10 +195,9 @@ def main(argv=None) -> int:
     p.add_argument("--file", choices=CELL_FILES, default=None, help="with --where: only this file")
     a = p.parse_args(argv)
     try:
-        config = load_config(a.configfile)
-        ok, broken = studies(config)
-        names = a.study or list(config.get("default_studies", []))
-        chosen = [usable_study(ok, broken, n) for n in names]
+        plan = load_plan(a.configfile)
+        names = a.study or list(plan.config.get("default_studies", []))
+        chosen = [plan.study(n) for n in names]
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-METHODS = ("uniform", "global")
+from .spec.prune import METHODS
 
 
 def _top_k_mask(magnitude: torch.Tensor, k: int) -> torch.Tensor:

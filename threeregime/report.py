@@ -13,8 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoints import save_bytes
-from .study import SECTIONS, deep_merge, landscape_key, resolve_study
+from .atomic import save_bytes
+from .spec.common import deep_merge
+from .study import SECTIONS, resolve_study
 
 
 def study_config(config: dict, name: str) -> dict:
@@ -32,7 +33,7 @@ def study_config(config: dict, name: str) -> dict:
         # data.root and data.download say where the data lives, not what it is: kept for reference
         **{k: merged[k] for k in SECTIONS if k in merged and k != "seeds"},
         "artifacts": {"dense_runs": runs, "retrain": study.base.retrain.key,
-                      "landscape": landscape_key(study.base.landscape)},
+                      "landscape": study.base.landscape.key},
     }
 
 
@@ -55,7 +56,7 @@ def gallery_sources(studies) -> dict[str, str]:
     first = studies[0]
     hottest = temperature_order(first.temperatures, first.temperature.hotter)[0]
     cell = first.cell(hottest, min(first.loads), first.dense_seeds[0])
-    out["lmc_curves"] = f"{cell.retrain_dir}/lmc_curves_{landscape_key(cell.landscape)}.png"
+    out["lmc_curves"] = f"{cell.retrain_dir}/lmc_curves_{cell.landscape.key}.png"
     return out
 
 

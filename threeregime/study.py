@@ -24,189 +24,24 @@ Adding a temperature or load axis is one `Axis` entry in AXES plus its tests.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
-import math
 import re
 from dataclasses import asdict, dataclass, field, replace
-from functools import cached_property
 from typing import Callable
 
-from .data import DataSpec
-from .landscape import LandscapeSpec
-from .models import ModelSpec
-from .pruning import METHODS
-from .training import TrainSpec
+from .regimes import Regimes
+from .spec.common import ConfigError, deep_merge, fmt, whole
+from .spec.data import DataSpec
+from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
+from .spec.landscape import LandscapeSpec
+from .spec.model import ModelSpec
+from .spec.prune import METHODS, PruneSpec
+from .spec.train import TrainSpec
 
 SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
 TRAIN_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "rho", "batch_size", "epochs", "iterations",
               "milestones", "gamma")
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]*"
-
-
-class ConfigError(ValueError):
-    """A config value is wrong; the message names the key and what is allowed."""
-
-
-def fmt(x: float) -> str:
-    """Number as it appears in paths and labels: 0.05 -> '0.05', 1.0 -> '1', 64 -> '64'."""
-    return f"{float(x):g}"
-
-
-def digest(obj) -> str:
-    """8 hex digits identifying a JSON-able object (canonical: sorted keys, no spaces)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-def whole(value, key: str) -> int:
-    """An integer config value; 64.0 is accepted as 64, 64.5 is refused naming the key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise ConfigError(f"{key} must be a whole number, got {value!r}")
-    return int(value)
-
-
-# --- the identity of each artifact -----------------------------------------------------------
-
-@dataclass(frozen=True)
-class DataIdentity:
-    """What a data set is (not where it lives): the name and the training augmentation."""
-
-    name: str = "cifar10"
-    crop_padding: int = 4
-    hflip: bool = True
-    file: str = ""  # for name == npz: the file's name (its folder is where it lives, not what it is)
-
-    def key(self) -> str:
-        return self.name if self.name != "npz" else f"npz-{re.sub(r'[^A-Za-z0-9]+', '-', self.file)}"
-
-
-@dataclass(frozen=True)
-class DenseRun:
-    """One dense training run per seed; its checkpoints are its temperatures."""
-
-    data: DataIdentity
-    model: ModelSpec
-    train: TrainSpec
-    checkpoint_every: int = 10  # epochs per segment (epoch schedules); each segment is one job
-
-    def as_dict(self) -> dict:
-        return {"data": asdict(self.data), "model": _model_dict(self.model), "train": self.train.as_dict(),
-                "checkpoint_every": self.checkpoint_every}
-
-    @cached_property  # a hash of all hyperparameters: computed once per (frozen) instance
-    def key(self) -> str:
-        t = self.train
-        sched = schedule_key(t)
-        opt = t.optimizer + (f"{fmt(t.rho)}" if t.optimizer == "sam" else "")
-        return (f"{self.data.key()}_{self.model.arch}{self.model.depth}w{fmt(self.model.width)}_{opt}_"
-                f"bs{t.batch_size}_{sched}-{digest(self.as_dict())}")
-
-    def checkpoints(self) -> list[str]:
-        """The checkpoint names this run saves, in order (each one job, from the one before)."""
-        if self.train.iterations:
-            return ["final"]
-        return [f"epoch{e}" for e in range(self.checkpoint_every, self.train.epochs + 1, self.checkpoint_every)]
-
-    def previous(self, ckpt: str) -> str | None:
-        names = self.checkpoints()
-        i = names.index(ckpt)
-        return names[i - 1] if i else None
-
-    def final(self) -> str:
-        return self.checkpoints()[-1]
-
-    def segment_epochs(self, ckpt: str) -> int:
-        """Epochs a segment job trains (approximate for iteration schedules: 50,000 images)."""
-        return approx_epochs(self.train) if self.train.iterations else self.checkpoint_every
-
-
-def schedule_key(t: TrainSpec) -> str:
-    """The schedule in a path: 'e160' (epochs) or 'it62400' (a fixed number of steps)."""
-    return f"it{t.iterations}" if t.iterations else f"e{t.epochs}"
-
-
-def _model_dict(m: ModelSpec) -> dict:
-    return {"arch": m.arch, "depth": m.depth, "width": m.width}
-
-
-@dataclass(frozen=True)
-class PruneSpec:
-    method: str = "uniform"
-    density: float = 0.05
-
-    @property
-    def key(self) -> str:
-        return f"{self.method}_d{fmt(self.density)}"
-
-
-@dataclass(frozen=True)
-class RetrainSpec:
-    """The retraining of a cell's copies: one copy per seed, all from the same pruned weights."""
-
-    train: TrainSpec
-    seeds: tuple[int, ...] = (1, 2, 3)
-
-    def as_dict(self) -> dict:
-        return {"train": self.train.as_dict(), "seeds": list(self.seeds)}
-
-    @cached_property  # a hash of all hyperparameters: computed once per (frozen) instance
-    def key(self) -> str:
-        t = self.train
-        sched = schedule_key(t)
-        return f"{t.optimizer}_bs{t.batch_size}_{sched}_x{len(self.seeds)}-{digest(self.as_dict())}"
-
-
-def landscape_key(spec: LandscapeSpec) -> str:
-    return f"p{spec.points}_bn{spec.bn_samples}_err{spec.error_samples}_cka{spec.cka_samples}"
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    """Everything that makes one cell's metrics (one dense seed)."""
-
-    run: DenseRun
-    seed: int
-    ckpt: str
-    prune: PruneSpec
-    retrain: RetrainSpec
-    landscape: LandscapeSpec
-
-    @property
-    def dense_path(self) -> str:
-        return dense_path(self.run.key, self.seed, self.ckpt)
-
-    @property
-    def cell_dir(self) -> str:
-        return cell_dir(self.run.key, self.seed, self.ckpt, self.prune.key)
-
-    @property
-    def retrain_dir(self) -> str:
-        return f"{self.cell_dir}/{self.retrain.key}"
-
-    @property
-    def landscape_path(self) -> str:
-        return f"{self.retrain_dir}/landscape_{landscape_key(self.landscape)}.json"
-
-
-def dense_path(run: str, seed, ckpt: str) -> str:
-    return f"results/dense/{run}/seed{seed}/{ckpt}.pt"
-
-
-def cell_dir(run: str, seed, ckpt: str, prune: str) -> str:
-    return f"results/cells/{run}/seed{seed}/{ckpt}/{prune}"
-
-
-def study_dir(study: str) -> str:
-    return f"results/studies/{study}"
 
 
 # --- axes --------------------------------------------------------------------------------------
@@ -282,7 +117,7 @@ class Study:
     loads: tuple
     dense_seeds: tuple[int, ...]
     base: CellSpec
-    regimes: dict = field(default_factory=dict)
+    regimes: Regimes = field(default_factory=Regimes)
     data: DataSpec = field(default_factory=DataSpec)   # with root and download, for the jobs
 
     def cell(self, temperature, load, seed) -> CellSpec:
@@ -312,13 +147,6 @@ def axis_style(axis: Axis):
     return AxisStyle(label=axis.label, tick=axis.tick, hotter=axis.hotter)
 
 
-def approx_epochs(t: TrainSpec, n_train: int = 50000) -> int:
-    """Epochs of a schedule, for runtime requests (iteration schedules: on n_train images)."""
-    if t.iterations:
-        return max(1, math.ceil(t.iterations * t.batch_size / n_train))
-    return t.epochs
-
-
 def train_spec(section: dict, key: str) -> TrainSpec:
     try:
         kw = {k: section[k] for k in TRAIN_KEYS if k in section}
@@ -345,22 +173,41 @@ def data_spec(data: dict) -> DataSpec:
                     whole(data.get("crop_padding", 4), "data.crop_padding"), bool(data.get("hflip", True)))
 
 
-def data_identity(data: dict) -> DataIdentity:
-    import os
-
-    return DataIdentity(data["name"], whole(data.get("crop_padding", 4), "data.crop_padding"),
-                        bool(data.get("hflip", True)),
-                        os.path.basename(str(data.get("root", ""))) if data["name"] == "npz" else "")
-
-
-def model_spec(model: dict, in_channels: int = 3, num_classes: int = 10) -> ModelSpec:
+def model_spec(model: dict) -> ModelSpec:
+    """A study's network: arch, depth, width. The data shape is left to the job (ModelSpec.for_data)."""
     try:
         return ModelSpec(model.get("arch", "preresnet"), whole(model.get("depth", 20), "model.depth"),
-                         float(model.get("width", 1)), in_channels, num_classes)
+                         float(model.get("width", 1)), None, None)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(str(e)) from None
+
+
+def regimes_spec(section: dict, where: str) -> Regimes:
+    try:
+        return Regimes.from_dict(section)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}.{e}") from None
+
+
+def study_sections(config: dict, name: str) -> dict:
+    """A study's sections (data, model, train, ...): the shared defaults merged with its overrides."""
+    raw = config["studies"][name]
+    return deep_merge(config.get("defaults", {}), {k: v for k, v in raw.items() if k in SECTIONS})
+
+
+def data_locations(config: dict) -> dict[str, DataSpec]:
+    """Where each data set lives, by DataIdentity key: the first study (in config order) using
+    it decides. Cheap (no study is resolved): what a job reads instead of planning again."""
+    out: dict[str, DataSpec] = {}
+    for name in config.get("studies", {}):
+        try:
+            spec = data_spec(study_sections(config, name)["data"])
+        except (ConfigError, KeyError, TypeError):
+            continue  # a broken study: it makes no artifact
+        out.setdefault(spec.identity.key(), spec)
+    return out
 
 
 def resolve_study(config: dict, name: str) -> Study:
@@ -369,7 +216,7 @@ def resolve_study(config: dict, name: str) -> Study:
         raise ConfigError(f"no study named {name!r}; studies in the config: {sorted(config.get('studies', {}))}")
     raw = config["studies"][name]
     where = f"studies.{name}"
-    sec = deep_merge(config.get("defaults", {}), {k: v for k, v in raw.items() if k in SECTIONS})
+    sec = study_sections(config, name)
     axes = {}
     for kind in ("temperature", "load"):
         spec = raw.get(kind)
@@ -399,7 +246,8 @@ def resolve_study(config: dict, name: str) -> Study:
         axes[kind] = (axis, tuple(values))
 
     train = sec["train"]
-    run = DenseRun(data_identity(sec["data"]), model_spec(sec["model"]), train_spec(train, f"{where}.train"),
+    data = data_spec(sec["data"])
+    run = DenseRun(data.identity, model_spec(sec["model"]), train_spec(train, f"{where}.train"),
                    whole(train.get("checkpoint_every", 10), f"{where}.train.checkpoint_every"))
     seeds = sec["seeds"]
     retrain = RetrainSpec(train_spec(sec["retrain"], f"{where}.retrain"),
@@ -411,8 +259,8 @@ def resolve_study(config: dict, name: str) -> Study:
         raise ConfigError(f"{where}.landscape: {e}") from None
     base = CellSpec(run, 0, run.final(), prune, retrain, land)
     study = Study(name, axes["temperature"][0], axes["temperature"][1], axes["load"][0], axes["load"][1],
-                  tuple(whole(s, f"{where}.seeds.dense") for s in seeds["dense"]), base, dict(sec["regimes"]),
-                  data_spec(sec["data"]))
+                  tuple(whole(s, f"{where}.seeds.dense") for s in seeds["dense"]), base,
+                  regimes_spec(sec.get("regimes"), where), data)
     _check_study(study, where)
     return study
 
@@ -428,12 +276,6 @@ def _check_study(study: Study, where: str) -> None:
     if study.base.prune.method not in METHODS:
         raise ConfigError(f"{where}.prune.method: unknown pruning method {study.base.prune.method!r}; "
                           f"allowed: {list(METHODS)}")
-    eps, thr = study.regimes.get("lmc_epsilon", -0.05), study.regimes.get("cka_threshold", 0.9)
-    if not eps <= 0:
-        raise ConfigError(f"{where}.regimes.lmc_epsilon must be <= 0 (Regime I is LMC < epsilon, a barrier), "
-                          f"got {eps}")
-    if not 0 < thr <= 1:
-        raise ConfigError(f"{where}.regimes.cka_threshold must be in (0, 1], got {thr}")
     for t in study.temperatures:
         for l in study.loads:
             try:
@@ -453,11 +295,6 @@ def _check_study(study: Study, where: str) -> None:
             if not run.train.iterations and run.train.epochs % run.checkpoint_every:
                 raise ConfigError(f"{where}.train.epochs ({run.train.epochs}) must be divisible by "
                                   f"train.checkpoint_every ({run.checkpoint_every}): each checkpoint is a job")
-            try:
-                model_spec(_model_dict(run.model))
-            except ConfigError as e:
-                raise ConfigError(f"{where}.{study.load.name if study.load.name in ('width', 'depth') else 'model'}"
-                                  f": {e}") from None
 
 
 def studies(config: dict) -> tuple[dict[str, Study], dict[str, str]]:
@@ -530,7 +367,7 @@ class Index:
             for _, _, c in s.cells():
                 ix.runs[c.run.key] = c.run
                 ix.retrains[c.retrain.key] = c.retrain
-                ix.landscapes[landscape_key(c.landscape)] = c.landscape
+                ix.landscapes[c.landscape.key] = c.landscape
                 ix.data.setdefault(c.run.data.key(), s.data)
         return ix
 
@@ -552,13 +389,6 @@ class Index:
 
     def data_of(self, run_key: str) -> DataSpec:
         return self.data[self.run(run_key).data.key()]
-
-
-def parse_prune_key(key: str) -> PruneSpec:
-    m = re.fullmatch(r"([a-z]+)_d([0-9.e-]+)", key)
-    if not m or m.group(1) not in METHODS:
-        raise ConfigError(f"{key!r} is not a pruning key like 'uniform_d0.05' (methods: {list(METHODS)})")
-    return PruneSpec(m.group(1), float(m.group(2)))
 
 
 def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> None:

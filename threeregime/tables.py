@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from .checkpoints import save_bytes
+from .atomic import save_bytes
+from .regimes import Regimes
 from .results_schema import CELLS, TABLE, conform
 
 # A row's identity: the study's axes and values, and the artifacts it was read from.
@@ -16,17 +17,6 @@ CELL_KEYS = ["study", "temperature_axis", "temperature", "load_axis", "load", "d
              "prune", "retrain"]
 GRID_KEYS = ["study", "temperature_axis", "temperature", "load_axis", "load"]
 LAST_EPOCHS = 5  # a copy's test error: the mean over its last 5 epochs
-
-
-def regime(lmc: float, cka: float, lmc_epsilon: float, cka_threshold: float) -> str:
-    """Regime I: poorly connected (LMC < ε); else II-B if CKA ≥ threshold, II-A otherwise."""
-    if not np.isfinite(lmc):
-        return "missing"
-    if lmc < lmc_epsilon:
-        return "I"
-    if not np.isfinite(cka):
-        return "missing"  # connected, but a copy's outputs are constant: similarity undefined
-    return "II-B" if cka >= cka_threshold else "II-A"
 
 
 def cell_key(study, temperature: float, load: float, cell) -> dict:
@@ -59,8 +49,8 @@ def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
     return rows
 
 
-def summarize(table: pd.DataFrame, lmc_epsilon: float, cka_threshold: float) -> pd.DataFrame:
-    """One row per (temperature, load): means over dense seeds, retrain seeds and pairs."""
+def summarize(table: pd.DataFrame, regimes: Regimes) -> pd.DataFrame:
+    """One row per (temperature, load): means over dense seeds, retrain seeds and pairs, and its regime."""
     keys = GRID_KEYS
     # skipna=False: a diverged copy makes its cell missing rather than silently better
     copies = table[table.kind == "copy"].groupby(keys).agg(
@@ -70,7 +60,7 @@ def summarize(table: pd.DataFrame, lmc_epsilon: float, cka_threshold: float) -> 
         lmc=("lmc", nanmean), cka=("cka", nanmean), cka_logit=("cka_logit", nanmean), n_pairs=("lmc", "size"),
         n_dense_seeds=("dense_seed", "nunique"))
     out = copies.join(pairs, how="outer").reset_index()
-    out["regime"] = [regime(l, c, lmc_epsilon, cka_threshold) for l, c in zip(out.lmc, out.cka)]
+    out["regime"] = [regimes.classify(l, c) for l, c in zip(out.lmc, out.cka)]
     return out
 
 
@@ -80,12 +70,12 @@ def write_parquet(df: pd.DataFrame, path: str) -> None:
     save_bytes(buf.getvalue(), path)
 
 
-def build_tables(cells: list[dict], table_path: str, summary_path: str, lmc_epsilon: float,
-                 cka_threshold: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_tables(cells: list[dict], table_path: str, summary_path: str,
+                 regimes: Regimes) -> tuple[pd.DataFrame, pd.DataFrame]:
     """cells: dicts with CELL_KEYS plus 'log' and 'landscape' file paths."""
     rows = [r for c in cells for r in cell_rows(c, c["log"], c["landscape"])]
     table = pd.DataFrame(rows)
-    summary = summarize(table, lmc_epsilon, cka_threshold)
+    summary = summarize(table, regimes)
     # The results schema (README) holds by construction: these columns, in this order and of these dtypes.
     table = conform(table, TABLE, table_path)
     summary = conform(summary, CELLS, summary_path)

@@ -19,14 +19,16 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from .checkpoints import CheckpointError, load_torch, save_torch
 from .data import DeviceData
-from .models import FusedNetwork, ModelSpec, build_network
+from .models import FusedNetwork, build_network
+from .spec.common import resolve
+from .spec.model import ModelSpec
+from .spec.train import OPTIMIZERS, TrainSpec
 
 
 class DivergedError(RuntimeError):
@@ -35,100 +37,6 @@ class DivergedError(RuntimeError):
     def __init__(self, message: str, history: list | None = None):
         super().__init__(message)
         self.history = history or []
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """One training recipe: optimizer, learning-rate schedule and batch size.
-
-    Two schedules:
-      iterations == 0: `epochs` epochs over the whole training set (the last, partial batch of
-        each epoch included); `milestones` are epochs, the lr changes per epoch.
-      iterations > 0: exactly `iterations` optimizer steps of full batches (the paper's
-        batch-size temperature, Figure 7: 62,400 steps whatever the batch size). Each epoch
-        drops its last partial batch, so it has floor(N / B) steps; the run lasts
-        ceil(iterations / floor(N / B)) epochs, the last one possibly cut short; `milestones`
-        are step indices and the lr changes per step. `epochs` is ignored.
-    """
-
-    optimizer: str = "sgd"          # a key of OPTIMIZERS
-    lr: float = 0.1
-    momentum: float = 0.9           # sgd and sam; ignored by adam
-    weight_decay: float = 1e-4      # L2 added to the gradient (all optimizers)
-    batch_size: int = 64
-    epochs: int = 160
-    milestones: tuple[int, ...] = (80, 120)
-    gamma: float = 0.1
-    rho: float = 0.0                # SAM's neighbourhood size (optimizer sam; 0 = plain SGD)
-    iterations: int = 0             # > 0: a fixed-iteration schedule (see above)
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown optimizer {self.optimizer!r}; allowed: "
-                             + ", ".join(repr(k) for k in OPTIMIZERS))
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0 (0: the epoch schedule), got {self.iterations}")
-        if not self.iterations and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if not (self.rho >= 0):  # also refuses NaN
-            raise ValueError(f"rho must be >= 0, got {self.rho}")
-        unit, horizon = ("iterations", self.iterations) if self.iterations else ("epochs", self.epochs)
-        ms = self.milestones
-        if any(b <= a for a, b in zip(ms, ms[1:])):
-            raise ValueError(f"milestones must be increasing, got {list(ms)}")
-        if ms and (ms[0] < 1 or ms[-1] >= horizon):
-            raise ValueError(f"milestones are {unit} here and must lie in 1..{horizon - 1} "
-                             f"({unit} = {horizon}), got {list(ms)}")
-
-    # --- schedule ------------------------------------------------------------------------
-
-    def steps_per_epoch(self, n_train: int) -> int:
-        """Optimizer steps of a full epoch: ceil(N / B), or floor(N / B) for iteration schedules."""
-        if self.iterations:
-            steps = n_train // self.batch_size
-            if steps == 0:
-                raise ValueError(f"batch_size {self.batch_size} is larger than the training set ({n_train} images): "
-                                 f"a fixed-iteration schedule drops each epoch's partial batch, so an epoch "
-                                 f"would have no step")
-            return steps
-        return -(-n_train // self.batch_size)
-
-    def total_epochs(self, n_train: int) -> int:
-        """Epochs the run lasts (for iteration schedules the last one may be partial)."""
-        if self.iterations:
-            return -(-self.iterations // self.steps_per_epoch(n_train))
-        return self.epochs
-
-    def steps_in_epoch(self, epoch0: int, n_train: int) -> int:
-        """Optimizer steps of 0-based epoch `epoch0`."""
-        if not 0 <= epoch0 < self.total_epochs(n_train):
-            raise ValueError(f"epoch {epoch0} (0-based) is outside the schedule's "
-                             f"{self.total_epochs(n_train)} epochs")
-        spe = self.steps_per_epoch(n_train)
-        if self.iterations:
-            return min(spe, self.iterations - epoch0 * spe)
-        return spe
-
-    def lr_at_step(self, global_step: int, n_train: int) -> float:
-        """Learning rate of 0-based optimizer step `global_step` (counted over the whole run)."""
-        if self.iterations:
-            return self.lr * self.gamma ** sum(global_step >= m for m in self.milestones)
-        return self.lr_at(global_step // self.steps_per_epoch(n_train))
-
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate of 0-based epoch `epoch` of an epoch schedule (multiplied by gamma at
-        each milestone); iteration schedules change the lr per step: use lr_at_step."""
-        if self.iterations:
-            raise ValueError("lr_at(epoch) is for epoch schedules; this one counts iterations: use lr_at_step")
-        return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["milestones"] = list(self.milestones)
-        return d
 
 
 @dataclass(frozen=True)
@@ -403,35 +311,13 @@ def sam_step(model: FusedNetwork, opt, mask_pairs: list[tuple], data: DeviceData
     _add_sums(sums, out, losses, y)
 
 
-@dataclass(frozen=True)
-class OptimizerEntry:
-    """An optimizer of TrainSpec.optimizer: `build(params, hp)` makes the torch optimizer over
-    the fused model's parameters (it must act elementwise, so one optimizer over the stacked
-    copies is K independent ones), `step` does one training step with the signature of
-    train_step (gradients zero on entry; pruned weights must stay exactly zero)."""
-
-    build: Callable
-    step: Callable
-    description: str = ""
-    graphable: bool = True  # its step can be captured in a CUDA graph (engine.cuda_graph)
-
-
-def _sgd(params, hp: TrainSpec):
+def build_sgd(params, hp: TrainSpec):
     return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
 
-def _adam(params, hp: TrainSpec):
+def build_adam(params, hp: TrainSpec):
     # weight decay as L2 added to the gradient (torch Adam's weight_decay), as the paper's code
     return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-
-
-OPTIMIZERS: dict[str, OptimizerEntry] = {
-    "sgd": OptimizerEntry(_sgd, train_step, "SGD with momentum and L2 weight decay"),
-    # Adam keeps its step count on the host (capturable=False, the default): eager on GPUs too.
-    "adam": OptimizerEntry(_adam, train_step, "Adam (default betas, eps), L2 weight decay; momentum unused",
-                           graphable=False),
-    "sam": OptimizerEntry(_sgd, sam_step, "SAM (per-copy ascent of size rho) around SGD"),
-}
 
 
 def _first_compiled_step(compiled, model, opt, run_step, log):
@@ -616,7 +502,8 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
         raise ValueError(f"stop_epoch must lie in 0..{total} (the schedule's epochs), got {stop_epoch}")
     entry = OPTIMIZERS[hp.optimizer]
     model = build_model(spec, init_states, engine)
-    opt = entry.build(model.parameters(), hp)
+    build, step_fn = resolve(entry.build), resolve(entry.step)
+    opt = build(model.parameters(), hp)
     mask_pairs = stacked_masks(model, masks, engine.device)
     gens = [torch.Generator(device=engine.device).manual_seed(int(s)) for s in seeds]
     history: list[EpochRecord] = []
@@ -663,7 +550,7 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
         if (engine.cuda_graph and engine.device.type == "cuda" and entry.graphable and not engine.compile
                 and graphed is None):
             def graph_step(p, a, b):
-                entry.step(model, opt, mask_pairs, data, p, a, b, engine, sums, autocast=engine.autocast(cache=False),
+                step_fn(model, opt, mask_pairs, data, p, a, b, engine, sums, autocast=engine.autocast(cache=False),
                            hp=hp)
             graphed = _GraphedStep(graph_step, opt, plan, B)
         for i in range(steps):
@@ -680,7 +567,7 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
             opt.zero_grad(set_to_none=True)
 
             def run_step(m, s=s):
-                entry.step(m, opt, mask_pairs, data, plan, s, s + B, engine, sums, hp=hp)
+                step_fn(m, opt, mask_pairs, data, plan, s, s + B, engine, sums, hp=hp)
 
             if compile_pending:
                 step_model = _first_compiled_step(step_model, model, opt, run_step, log)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from threeregime.adaptive import advance, measure  # noqa: E402
-from threeregime.checkpoints import save_json  # noqa: E402
+from threeregime.atomic import save_json  # noqa: E402
 from threeregime.jobs import JobLog  # noqa: E402
 from threeregime.study import resolve_study  # noqa: E402
 
@@ -23,5 +23,5 @@ new = advance(state, measured, study.temperatures, study.loads, settings["per_ro
 new.update(lmc_margin=settings["lmc_margin"], cka_margin=settings["cka_margin"])  # for the record
 save_json(new, smk.output[0])
 log(f"round {new['round']}: {len(new['computed'])} cells computed, "
-    + ("done" if new["done"] else f"next: " + "; ".join(f"({n['temperature']:g}, {n['load']:g}) {n['reason']}"
+    + ("done" if new["done"] else "next: " + "; ".join(f"({n['temperature']:g}, {n['load']:g}) {n['reason']}"
                                                        for n in new["next"])))

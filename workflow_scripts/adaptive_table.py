@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from threeregime.adaptive import cell_table  # noqa: E402
-from threeregime.checkpoints import save_text  # noqa: E402
+from threeregime.atomic import save_text  # noqa: E402
 from threeregime.jobs import JobLog  # noqa: E402
 from threeregime.study import resolve_study  # noqa: E402
 from threeregime.tables import write_parquet  # noqa: E402

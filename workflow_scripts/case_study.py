@@ -7,7 +7,7 @@ import pandas as pd  # noqa: E402
 
 from threeregime.casestudies import CaseStudy, case_table, dense_test_error, retrain_epochs, summary_lines  # noqa: E402
 from threeregime.caseplots import draw_case_study  # noqa: E402
-from threeregime.checkpoints import save_text  # noqa: E402
+from threeregime.atomic import save_text  # noqa: E402
 from threeregime.jobs import JobLog  # noqa: E402
 
 smk = snakemake  # noqa: F821

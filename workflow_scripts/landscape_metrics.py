@@ -5,12 +5,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from threeregime.jobs import start_job  # noqa: E402
 from threeregime.pipeline import measure_cell  # noqa: E402
-from threeregime.study import Index, studies  # noqa: E402
+from threeregime.spec.identity import DenseRun  # noqa: E402
+from threeregime.spec.landscape import LandscapeSpec  # noqa: E402
+from threeregime.study import data_locations  # noqa: E402
 
 smk = snakemake  # noqa: F821
 log, engine = start_job(smk)
 wc = smk.wildcards
-index = Index.of(studies(smk.config)[0])
 cell = {"run": wc.run, "seed": int(wc.dseed), "ckpt": wc.ckpt, "prune": wc.prune, "retrain": wc.retrain}
-measure_cell(smk.input[0], smk.output[0], index.data_of(wc.run), engine, index.landscape(wc.land),
-             meta={"kind": "landscape", **cell, "landscape": wc.land}, expect={"kind": "retrained", **cell}, log=log)
+measure_cell(smk.input[0], smk.output[0], data_locations(smk.config)[DenseRun.data_key_of(wc.run)], engine,
+             LandscapeSpec(**smk.params.landscape), meta={"kind": "landscape", **cell, "landscape": wc.land},
+             expect={"kind": "retrained", **cell}, log=log)

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 import pandas as pd  # noqa: E402
 
-from threeregime.checkpoints import save_bytes  # noqa: E402
+from threeregime.atomic import save_bytes  # noqa: E402
 from threeregime.plots import optimizer_lines  # noqa: E402
 from threeregime.study import resolve_study  # noqa: E402
 

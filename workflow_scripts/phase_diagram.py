@@ -9,11 +9,11 @@ import pandas as pd  # noqa: E402
 
 from threeregime.adaptive_plots import adaptive_diagram  # noqa: E402
 from threeregime.plots import phase_diagram  # noqa: E402
+from threeregime.regimes import Regimes  # noqa: E402
 from threeregime.study import axis_style, resolve_study  # noqa: E402
 
 smk = snakemake  # noqa: F821
 draw = adaptive_diagram if smk.rule == "adaptive_diagram" else phase_diagram
 study = resolve_study(smk.config, smk.wildcards.study)
-r = smk.params.regimes
-draw(pd.read_parquet(smk.input[0]), smk.output.pdf, smk.output.png, r["lmc_epsilon"], r["cka_threshold"],
+draw(pd.read_parquet(smk.input[0]), smk.output.pdf, smk.output.png, Regimes.from_dict(smk.params.regimes),
      temperature=axis_style(study.temperature), load=axis_style(study.load), title=study.name)

@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from threeregime.jobs import JobLog  # noqa: E402
 from threeregime.pipeline import prune_checkpoint  # noqa: E402
-from threeregime.study import parse_prune_key  # noqa: E402
+from threeregime.spec.prune import parse_prune_key  # noqa: E402
 
 smk = snakemake  # noqa: F821
 wc = smk.wildcards

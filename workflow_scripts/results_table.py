@@ -4,6 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
 from threeregime.jobs import JobLog  # noqa: E402
+from threeregime.regimes import Regimes  # noqa: E402
 from threeregime.study import resolve_study  # noqa: E402
 from threeregime.report import write_study_config  # noqa: E402
 from threeregime.tables import build_tables, cell_key, write_csv, write_html  # noqa: E402
@@ -14,8 +15,7 @@ cells = [
     {**cell_key(study, t, l, c), "log": log_path, "landscape": land}
     for (t, l, c), log_path, land in zip(study.cells(), smk.input.logs, smk.input.landscapes)
 ]
-r = smk.params.regimes
-table, summary = build_tables(cells, smk.output.table, smk.output.cells, r["lmc_epsilon"], r["cka_threshold"])
+table, summary = build_tables(cells, smk.output.table, smk.output.cells, Regimes.from_dict(smk.params.regimes))
 write_csv(table, smk.output.table_csv)
 write_csv(summary, smk.output.cells_csv)
 write_html(summary, smk.output.cells_html, f"{study.name}: one row per cell")
