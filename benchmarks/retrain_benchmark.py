@@ -12,13 +12,9 @@ Runs, one after the other in one process on the same machine:
   sequential  the same, K calls with one seed each.
   lmc         threeregime.landscape.landscape_metrics on the K copies (K*(K-1)/2 pairs).
 
-Optional variants (--extra): `ceilings` (measured matrix-product and copy rates, FLOPs per
-model-epoch, each variant's fraction of the matrix rate), `eager` (CUDA: without the CUDA
-graph that Engine.auto uses on GPUs, fused and K=1), `compile` (torch.compile of the grouped model),
-`scan` (fused with more copies, --scan-copies), `lmcvar` (landscape variants: the whole
-training set as in the paper's code, bigger eval batches), `profile` (torch.profiler of the fused loop),
-`digits` (fused vs sequential at the digits demo scale), `nchw` (ours in the contiguous
-layout instead of channels_last), `evalbatch` (forward-only throughput by eval batch size).
+Optional variants (--extra), and the runs above (--skip leaves them out): one function each,
+listed in VARIANTS in the order they run, each with a line of what it measures (also at the
+end of --help).
 
 Every training variant starts from the same PreResNet state pruned to --density with
 uniform magnitude pruning. Each run's first epoch is warm-up (cudnn autotune, compilation,
@@ -33,12 +29,11 @@ Every epoch includes one evaluation pass over the test set, as both recipes do.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -51,10 +46,10 @@ from threeregime import landscape, training  # noqa: E402
 from threeregime.data import (CIFAR_MEAN, CIFAR_STD, ArrayDataset, DeviceData, from_arrays,  # noqa: E402
                               load_digits_dataset, load_npz)
 from threeregime.spec.landscape import LandscapeSpec  # noqa: E402
-from threeregime.models import build_network  # noqa: E402
+from threeregime.models import PreResNet, build_network  # noqa: E402
 from threeregime.spec.model import ARCHITECTURES, ModelSpec  # noqa: E402
 from threeregime.pruning import magnitude_masks  # noqa: E402
-from threeregime.training import Engine, build_model, stacked_masks  # noqa: E402
+from threeregime.training import Engine, build_model  # noqa: E402
 from threeregime.spec.train import TrainSpec  # noqa: E402
 
 # The reference grid (config.yaml): 16 temperatures x 9 densities x 3 dense seeds.
@@ -355,9 +350,260 @@ def flops_per_model_epoch(spec: ModelSpec, ds: ArrayDataset, batch: int, dev) ->
 
 
 # --------------------------------------------------------------------------------------------
+# the variants: one function each, run in the order of VARIANTS
+# --------------------------------------------------------------------------------------------
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@dataclass
+class Bench:
+    """One benchmark run: the setup every variant shares, and what the variants measured."""
+
+    a: argparse.Namespace
+    engine: Engine
+    full: ArrayDataset            # the whole data set
+    ds: ArrayDataset              # what a timed epoch uses (--steps truncates it)
+    data: DeviceData              # ds on the device
+    hp: TrainSpec
+    scale: float                  # run epoch -> full epoch
+    spec: ModelSpec
+    state: dict                   # the pruned start every training variant retrains
+    masks: dict
+    seeds: list
+    R: dict = field(default_factory=dict)  # name -> model-epochs/s on the full epoch
+    ceil: dict | None = None               # ceilings: hardware_ceilings(dev)
+    flops: tuple | None = None             # ceilings: (training, test) FLOPs per model-epoch
+    fused_states: list | None = None       # fused: the retrained copies (lmc measures them)
+    lmc: dict | None = None                # lmc: its inputs and timings, for lmcvar and the summary
+
+    @property
+    def dev(self):
+        return self.engine.device
+
+
+def variant_ceilings(b: Bench):
+    b.ceil = ceil = hardware_ceilings(b.dev)
+    b.flops = flops_per_model_epoch(b.spec, b.full, b.hp.batch_size, b.dev)
+    train_f, test_f = b.flops
+    log(f"RESULT ceilings: {ceil['dtype']} matrix product {ceil['matmul_flops'] / 1e12:.1f} TFLOP/s, "
+        f"device copy {ceil['copy_bytes'] / 1e12:.2f} TB/s (read + write)")
+    log(f"RESULT FLOPs per model-epoch: {train_f / 1e12:.2f} TFLOP training (fwd+bwd of {len(b.full.y_train)} "
+        f"images) + {test_f / 1e12:.3f} TFLOP test pass = {(train_f + test_f) / 1e12:.2f} TFLOP; floor at the "
+        f"measured matrix rate {(train_f + test_f) / ceil['matmul_flops']:.3f} s per model-epoch")
+
+
+def variant_upstream(b: Bench):
+    a = b.a
+    log(f"\n== (a) upstream recipe: DataLoader(num_workers={a.workers}), PIL transforms, custom_from_mask")
+    t = run_upstream(b.ds, b.state, b.masks, b.hp, b.dev, a.epochs, a.workers)
+    b.R["upstream"] = 1 / (steady(t) * b.scale)
+    rate_line("upstream (1 model)", b.R["upstream"], t[0])
+
+
+def variant_fused(b: Bench):
+    k = b.a.copies
+    log(f"\n== (b) ours, {k} copies fused")
+    t, b.fused_states = run_ours(b.spec, b.state, b.masks, b.seeds, b.data, b.hp, b.engine, f"fused K={k}")
+    b.R["fused"] = k / (steady(t) * b.scale)
+    rate_line(f"ours fused (K={k})", b.R["fused"], t[0])
+
+
+def variant_sequential(b: Bench):
+    k = b.a.copies
+    log(f"\n== (b') ours, {k} copies one at a time")
+    ts = []
+    for s in b.seeds:
+        t, _ = run_ours(b.spec, b.state, b.masks, [s], b.data, b.hp, b.engine, f"sequential seed {s}")
+        ts.append(t)
+    b.R["sequential"] = k / (sum(steady(t) for t in ts) * b.scale)
+    rate_line("ours sequential (K=1 x3)", b.R["sequential"], sum(t[0] for t in ts))
+
+
+def variant_eager(b: Bench):
+    if not b.engine.cuda_graph:  # nothing to turn off (CPU, or a compiled engine)
+        return
+    k = b.a.copies
+    log(f"\n== ours without CUDA graphs (engine.cuda_graph: false): {k} copies fused, then one")
+    eng = replace(b.engine, cuda_graph=False)
+    t, _ = run_ours(b.spec, b.state, b.masks, b.seeds, b.data, b.hp, eng, f"eager K={k}")
+    b.R["eager"] = k / (steady(t) * b.scale)
+    rate_line("ours fused, eager", b.R["eager"], t[0])
+    t1, _ = run_ours(b.spec, b.state, b.masks, [1], b.data, b.hp, eng, "eager K=1")
+    b.R["eager1"] = 1 / (steady(t1) * b.scale)
+    rate_line("ours K=1, eager", b.R["eager1"], t1[0])
+
+
+def variant_nchw(b: Bench):
+    log("\n== ours in the contiguous (NCHW) layout (Engine.auto uses channels_last)")
+    eng = replace(b.engine, channels_last=False)
+    f, q, fw, qw = fused_vs_sequential(b.spec, b.state, b.masks, b.seeds, b.data, b.hp, eng, "nchw")
+    b.R["nchw_fused"], b.R["nchw_seq"] = f / b.scale, q / b.scale
+    rate_line("ours fused NCHW", b.R["nchw_fused"], fw)
+    rate_line("ours sequential NCHW", b.R["nchw_seq"], qw)
+
+
+def variant_evalbatch(b: Bench):
+    dev = b.dev
+    log("\n== forward-only throughput (images/s) by eval batch: BN re-estimation / evaluation")
+    edata = DeviceData(b.full, dev)  # the whole set: --steps truncates `data`
+    x, y = edata.x_train[:2000], edata.y_train[:2000]
+    for bs in (100, 250, 500, 1000, 2000):
+        eng = replace(b.engine, eval_batch_size=bs)
+        m = build_model(b.spec, [b.state], eng)
+        training.evaluate(m, x[:bs], y[:bs], edata, eng)  # warm-up
+        sync(dev)
+        t0 = time.perf_counter()
+        training.reestimate_bn(m, x, edata, eng)
+        sync(dev)
+        t1 = time.perf_counter()
+        training.evaluate(m, x, y, edata, eng)
+        sync(dev)
+        t2 = time.perf_counter()
+        log(f"RESULT eval batch {bs:5d}: BN re-estimation {len(y) / (t1 - t0):7.0f} img/s, "
+            f"evaluation {len(y) / (t2 - t1):7.0f} img/s")
+
+
+def variant_compile(b: Bench):
+    a, R = b.a, b.R
+    log(f"\n== ours fused + torch.compile(mode={a.compile_mode!r})")
+    try:
+        t, _ = run_ours(b.spec, b.state, b.masks, b.seeds, b.data, b.hp, replace(b.engine, compile=a.compile_mode),
+                        "compiled", quiet=False)
+        R["compile"] = a.copies / (steady(t) * b.scale)
+        compile_s = t[0] - steady(t)
+        rate_line("ours fused+compile", R["compile"], t[0], f"(compile ~ {compile_s:.1f} s)")
+        if "fused" in R:
+            saving = a.copies / R["fused"] - a.copies / R["compile"]  # s per full fused epoch
+            log(f"compile: {compile_s:.1f} s once (per process) vs {saving:+.2f} s saved per fused epoch "
+                f"-> over 160 epochs net {160 * saving - compile_s:+.1f} s per cell "
+                f"({100 * (160 * saving - compile_s) / (160 * a.copies / R['fused']):+.1f}% of the cell's time)")
+    except Exception as e:  # noqa: BLE001
+        log(f"compile variant failed: {type(e).__name__}: {str(e)[:400]}")
+
+
+def variant_scan(b: Bench):
+    for K in [int(k) for k in b.a.scan_copies.split(",") if k]:
+        log(f"\n== ours, {K} copies fused (several cells per pass)")
+        hp2 = TrainSpec(epochs=2, milestones=())
+        t, _ = run_ours(b.spec, b.state, b.masks, list(range(1, K + 1)), b.data, hp2, b.engine, f"fused K={K}")
+        b.R[f"fused{K}"] = K / (steady(t) * b.scale)
+        rate_line(f"ours fused (K={K})", b.R[f"fused{K}"], t[0])
+
+
+def timed_lmc(spec, states, ldata, eng, what):
+    """Seconds for one cell's landscape metrics, and the images they used."""
+    sync(eng.device)
+    t0 = time.perf_counter()
+    res = landscape.landscape_metrics(spec, states, ldata, eng, what)
+    sync(eng.device)
+    return time.perf_counter() - t0, res["samples"]
+
+
+def variant_lmc(b: Bench):
+    a, R = b.a, b.R
+    fused_states = b.fused_states if b.fused_states is not None else [b.state] * a.copies
+    ldata = DeviceData(b.full, b.dev)
+    states = {s: {k: v.cpu() for k, v in st.items()} for s, st in zip(b.seeds, fused_states)}
+    npairs = a.copies * (a.copies - 1) // 2
+    bn, err = (int(v) for v in a.lmc_samples.split(":"))
+    what = LandscapeSpec(points=a.lmc_points, bn_samples=bn, error_samples=err)
+    log(f"\n== LMC + CKA of {a.copies} copies ({npairs} pairs, {a.lmc_points} points), {what}")
+    for rep in range(2 if b.dev.type == "cuda" else 1):
+        lt, used = timed_lmc(b.spec, states, ldata, b.engine, what)
+        log(f"  landscape_metrics run {rep + 1}: {lt:.2f} s per cell, images used {used}")
+    b.lmc = {"states": states, "ldata": ldata, "what": what, "npairs": npairs, "cell_s": lt, "pair_s": lt / npairs}
+    lmc_pair = b.lmc["pair_s"]
+    R["lmc_cell"] = lt
+    one_epoch = 1 / R["sequential"] if "sequential" in R else (a.copies / R["fused"] if "fused" in R else None)
+    log(f"RESULT LMC per pair {lmc_pair:.2f} s"
+        + (f" = {lmc_pair / one_epoch:.2f}x one training epoch of one model (ours, K=1: {one_epoch:.2f} s)"
+           if one_epoch else ""))
+
+
+def variant_lmcvar(b: Bench):
+    if b.lmc is None:  # lmc skipped: no default to compare with
+        return
+    L = b.lmc
+    variants = [("whole training set (the paper's code)", b.engine,
+                 replace(L["what"], bn_samples=0, error_samples=0)),
+                ("eval batch 4000", replace(b.engine, eval_batch_size=4000), L["what"])]
+    for name, eng, w in variants:
+        try:
+            vt, used = timed_lmc(b.spec, L["states"], L["ldata"], eng, w)
+            log(f"RESULT LMC variant {name}: {vt / L['npairs']:.2f} s per pair ({L['cell_s'] / vt:.2f}x the default), "
+                f"images used {used}")
+        except Exception as e:  # noqa: BLE001
+            log(f"LMC variant {name} failed: {type(e).__name__}: {str(e)[:300]}")
+
+
+def variant_digits(b: Bench):
+    a, engine = b.a, b.engine
+    log("\n== digits demo scale: PreResNet-8, 8x8x1, crop_padding=1, no flip, fused vs sequential")
+    dspec = ModelSpec(depth=8, width=1, in_channels=1)
+    dstate, dmasks = pruned_start(dspec, a.density)
+    dds = load_digits_dataset()
+    ddata = DeviceData(dds, b.dev, 1, False)
+    dhp = TrainSpec(epochs=max(a.epochs, 4), milestones=())
+    deng = Engine(engine.device, engine.bf16, engine.channels_last, 1500, 0)
+    f, s, fw, sw = fused_vs_sequential(dspec, dstate, dmasks, b.seeds, ddata, dhp, deng, "digits")
+    b.R["digits_fused"], b.R["digits_seq"] = f, s
+    rate_line(f"digits fused (K={a.copies})", f, fw)
+    rate_line("digits sequential (K=1 x3)", s, sw)
+
+
+def variant_profile(b: Bench):
+    a = b.a
+    log(f"\n== torch.profiler: ours fused K={a.copies}, {a.profile_steps} steps")
+    profile_fused(b.spec, b.state, b.masks, b.seeds, b.full, b.hp, b.engine, a.profile_steps, a.out)
+
+
+@dataclass(frozen=True)
+class Variant:
+    run: object        # function(Bench): runs the variant, logs its lines, records its rates in Bench.R
+    help: str          # one line for --help
+    extra: bool        # off unless named in --extra; otherwise on unless named in --skip
+
+
+# Every variant, in the order they run (the summary reads what the earlier ones measured).
+VARIANTS = {
+    "ceilings": Variant(variant_ceilings, "measured matrix-product and copy rates, FLOPs per model-epoch "
+                        "(summary: each variant's share of the matrix rate)", True),
+    "upstream": Variant(variant_upstream, "the upstream recipe, one model (PreResNet-20 only)", False),
+    "fused": Variant(variant_fused, "ours, the --copies retrain seeds fused in one grouped network", False),
+    "sequential": Variant(variant_sequential, "ours, the --copies seeds one at a time", False),
+    "eager": Variant(variant_eager, "CUDA: fused and K=1 without the CUDA graph that Engine.auto uses on GPUs",
+                     True),
+    "nchw": Variant(variant_nchw, "fused vs sequential in the contiguous layout instead of channels_last", True),
+    "evalbatch": Variant(variant_evalbatch, "forward-only throughput (BN re-estimation, evaluation) by eval "
+                         "batch size", True),
+    "compile": Variant(variant_compile, "fused with torch.compile of the grouped model (--compile-mode)", True),
+    "scan": Variant(variant_scan, "fused with more copies per pass (--scan-copies)", True),
+    "lmc": Variant(variant_lmc, "LMC + CKA of the copies, all pairs (landscape_metrics)", False),
+    "lmcvar": Variant(variant_lmcvar, "after lmc: LMC on the whole training set (the paper's code), "
+                      "and eval batch 4000", True),
+    "digits": Variant(variant_digits, "fused vs sequential at the digits demo scale", True),
+    "profile": Variant(variant_profile, "torch.profiler of the fused loop (--profile-steps; trace to --out)", True),
+}
+
+
+def variant_names(extra: bool):
+    """argparse type of --skip (extra=False) / --extra (True): a comma list of those variants' names."""
+    allowed = [n for n, v in VARIANTS.items() if v.extra == extra]
+
+    def parse(text: str) -> set:
+        names = set(filter(None, text.split(",")))
+        unknown = sorted(names - set(allowed))
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {','.join(allowed)}")
+        return names
+    return parse
+
+
+# --------------------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    epilog = "variants, in the order they run (--skip: on by default; --extra: off by default):\n" + "\n".join(
+        f"  {name:<11s} {'--extra' if v.extra else '--skip '}  {v.help}" for name, v in VARIANTS.items())
+    p = argparse.ArgumentParser(description=__doc__, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/cifar10_mini.npz", help=".npz data set (path from the repo root)")
     p.add_argument("--synthetic-cifar", action="store_true", help="random uint8 data of CIFAR-10's shapes (50k/10k)")
     p.add_argument("--device", default="auto")
@@ -369,8 +615,10 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2, help="upstream DataLoader num_workers")
     p.add_argument("--copies", type=int, default=3, help="retrain seeds per cell")
     p.add_argument("--density", type=float, default=0.05)
-    p.add_argument("--skip", default="", help="comma list of upstream,fused,sequential,lmc to skip")
-    p.add_argument("--extra", default="", help="comma list of ceilings,eager,compile,scan,lmcvar,profile,digits,nchw,evalbatch")
+    p.add_argument("--skip", default="", type=variant_names(False),
+                   help="comma list of " + ", ".join(n for n, v in VARIANTS.items() if not v.extra) + " to skip")
+    p.add_argument("--extra", default="", type=variant_names(True),
+                   help="comma list of " + ", ".join(n for n, v in VARIANTS.items() if v.extra) + " to run too")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for --extra compile")
     p.add_argument("--scan-copies", default="9,27", help="copies fused per pass for --extra scan")
     p.add_argument("--lmc-samples", default=f"{LandscapeSpec.bn_samples}:{LandscapeSpec.error_samples}",
@@ -386,15 +634,17 @@ def main(argv=None):
     p.add_argument("--width", type=float, default=1.0, help="its width multiplier")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="epoch times in wall seconds, or this process's CPU seconds (robust on a shared machine)")
-    a = p.parse_args(argv)
-    skip, extra = set(filter(None, a.skip.split(","))), set(filter(None, a.extra.split(",")))
+    return p.parse_args(argv)
 
+
+def prepare(a: argparse.Namespace) -> Bench:
+    """Set the clock and torch up, load the data, prune the start state; log the setup."""
     global STAT, CLOCK
     STAT = a.stat
     CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
     depth = a.depth or {"preresnet": 20, "vgg": 19, "densenet": 40}.get(a.arch, 20)
     if a.arch != "preresnet" or depth != 20 or a.width != 1:
-        skip.add("upstream")  # its plain network is PreResNet-20
+        a.skip.add("upstream")  # its plain network is PreResNet-20
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.backends.cudnn.benchmark = a.cudnn_benchmark
@@ -420,167 +670,21 @@ def main(argv=None):
     log(f"network: {spec.key}; clock: {a.clock}")
     state, masks = pruned_start(spec, a.density)
     seeds = list(range(1, a.copies + 1))
-    data = DeviceData(ds, dev, 4, True)
-    R = {}  # name -> model-epochs/s on the full epoch
-    ceil = None
-    if "ceilings" in extra:
-        ceil = hardware_ceilings(dev)
-        train_f, test_f = flops_per_model_epoch(spec, full, hp.batch_size, dev)
-        log(f"RESULT ceilings: {ceil['dtype']} matrix product {ceil['matmul_flops'] / 1e12:.1f} TFLOP/s, "
-            f"device copy {ceil['copy_bytes'] / 1e12:.2f} TB/s (read + write)")
-        log(f"RESULT FLOPs per model-epoch: {train_f / 1e12:.2f} TFLOP training (fwd+bwd of {n_full} images) + "
-            f"{test_f / 1e12:.3f} TFLOP test pass = {(train_f + test_f) / 1e12:.2f} TFLOP; floor at the measured "
-            f"matrix rate {(train_f + test_f) / ceil['matmul_flops']:.3f} s per model-epoch")
+    return Bench(a, engine, full, ds, DeviceData(ds, dev, 4, True), hp, scale, spec, state, masks, seeds)
 
-    if "upstream" not in skip:
-        log(f"\n== (a) upstream recipe: DataLoader(num_workers={a.workers}), PIL transforms, custom_from_mask")
-        t = run_upstream(ds, state, masks, hp, dev, a.epochs, a.workers)
-        R["upstream"] = 1 / (steady(t) * scale)
-        rate_line("upstream (1 model)", R["upstream"], t[0])
 
-    fused_states = None
-    if "fused" not in skip:
-        log(f"\n== (b) ours, {a.copies} copies fused")
-        t, fused_states = run_ours(spec, state, masks, seeds, data, hp, engine, f"fused K={a.copies}")
-        R["fused"] = a.copies / (steady(t) * scale)
-        rate_line(f"ours fused (K={a.copies})", R["fused"], t[0])
-
-    if "sequential" not in skip:
-        log(f"\n== (b') ours, {a.copies} copies one at a time")
-        ts = []
-        for s in seeds:
-            t, st = run_ours(spec, state, masks, [s], data, hp, engine, f"sequential seed {s}")
-            ts.append(t)
-        R["sequential"] = a.copies / (sum(steady(t) for t in ts) * scale)
-        rate_line("ours sequential (K=1 x3)", R["sequential"], sum(t[0] for t in ts))
-
-    if "eager" in extra and engine.cuda_graph:
-        log(f"\n== ours without CUDA graphs (engine.cuda_graph: false): {a.copies} copies fused, then one")
-        eng = replace(engine, cuda_graph=False)
-        t, _ = run_ours(spec, state, masks, seeds, data, hp, eng, f"eager K={a.copies}")
-        R["eager"] = a.copies / (steady(t) * scale)
-        rate_line(f"ours fused, eager", R["eager"], t[0])
-        t1, _ = run_ours(spec, state, masks, [1], data, hp, eng, "eager K=1")
-        R["eager1"] = 1 / (steady(t1) * scale)
-        rate_line(f"ours K=1, eager", R["eager1"], t1[0])
-
-    if "nchw" in extra:
-        log("\n== ours in the contiguous (NCHW) layout (Engine.auto uses channels_last)")
-        eng = replace(engine, channels_last=False)
-        f, q, fw, qw = fused_vs_sequential(spec, state, masks, seeds, data, hp, eng, "nchw")
-        R["nchw_fused"], R["nchw_seq"] = f / scale, q / scale
-        rate_line(f"ours fused NCHW", R["nchw_fused"], fw)
-        rate_line(f"ours sequential NCHW", R["nchw_seq"], qw)
-
-    if "evalbatch" in extra:
-        log("\n== forward-only throughput (images/s) by eval batch: BN re-estimation / evaluation")
-        edata = DeviceData(full, dev)  # the whole set: --steps truncates `data`
-        x, y = edata.x_train[:2000], edata.y_train[:2000]
-        for bs in (100, 250, 500, 1000, 2000):
-            eng = replace(engine, eval_batch_size=bs)
-            m = build_model(spec, [state], eng)
-            training.evaluate(m, x[:bs], y[:bs], edata, eng)  # warm-up
-            sync(dev)
-            t0 = time.perf_counter()
-            training.reestimate_bn(m, x, edata, eng)
-            sync(dev)
-            t1 = time.perf_counter()
-            training.evaluate(m, x, y, edata, eng)
-            sync(dev)
-            t2 = time.perf_counter()
-            log(f"RESULT eval batch {bs:5d}: BN re-estimation {len(y) / (t1 - t0):7.0f} img/s, "
-                f"evaluation {len(y) / (t2 - t1):7.0f} img/s")
-
-    if "compile" in extra:
-        log(f"\n== ours fused + torch.compile(mode={a.compile_mode!r})")
-        try:
-            t, _ = run_ours(spec, state, masks, seeds, data, hp, replace(engine, compile=a.compile_mode), "compiled",
-                            quiet=False)
-            R["compile"] = a.copies / (steady(t) * scale)
-            compile_s = t[0] - steady(t)
-            rate_line(f"ours fused+compile", R["compile"], t[0], f"(compile ~ {compile_s:.1f} s)")
-            if "fused" in R:
-                saving = a.copies / R["fused"] - a.copies / R["compile"]  # s per full fused epoch
-                log(f"compile: {compile_s:.1f} s once (per process) vs {saving:+.2f} s saved per fused epoch "
-                    f"-> over 160 epochs net {160 * saving - compile_s:+.1f} s per cell "
-                    f"({100 * (160 * saving - compile_s) / (160 * a.copies / R['fused']):+.1f}% of the cell's time)")
-        except Exception as e:  # noqa: BLE001
-            log(f"compile variant failed: {type(e).__name__}: {str(e)[:400]}")
-
-    if "scan" in extra:
-        for K in [int(k) for k in a.scan_copies.split(",") if k]:
-            log(f"\n== ours, {K} copies fused (several cells per pass)")
-            hp2 = TrainSpec(epochs=2, milestones=())
-            t, _ = run_ours(spec, state, masks, list(range(1, K + 1)), data, hp2, engine, f"fused K={K}")
-            R[f"fused{K}"] = K / (steady(t) * scale)
-            rate_line(f"ours fused (K={K})", R[f"fused{K}"], t[0])
-
-    lmc_pair = None
-    if "lmc" not in skip:
-        if fused_states is None:
-            fused_states = [state] * a.copies
-        ldata = DeviceData(full, dev)
-        states = {s: {k: v.cpu() for k, v in st.items()} for s, st in zip(seeds, fused_states)}
-        npairs = a.copies * (a.copies - 1) // 2
-        bn, err = (int(v) for v in a.lmc_samples.split(":"))
-        what = LandscapeSpec(points=a.lmc_points, bn_samples=bn, error_samples=err)
-
-        def timed_lmc(eng, what):
-            """Seconds for one cell's landscape metrics."""
-            sync(dev)
-            t0 = time.perf_counter()
-            res = landscape.landscape_metrics(spec, states, ldata, eng, what)
-            sync(dev)
-            return time.perf_counter() - t0, res["samples"]
-
-        log(f"\n== LMC + CKA of {a.copies} copies ({npairs} pairs, {a.lmc_points} points), {what}")
-        for rep in range(2 if dev.type == "cuda" else 1):
-            lt, used = timed_lmc(engine, what)
-            log(f"  landscape_metrics run {rep + 1}: {lt:.2f} s per cell, images used {used}")
-        lmc_pair = lt / npairs
-        R["lmc_cell"] = lt
-        one_epoch = 1 / R["sequential"] if "sequential" in R else (a.copies / R["fused"] if "fused" in R else None)
-        log(f"RESULT LMC per pair {lmc_pair:.2f} s"
-            + (f" = {lmc_pair / one_epoch:.2f}x one training epoch of one model (ours, K=1: {one_epoch:.2f} s)"
-               if one_epoch else ""))
-        if "lmcvar" in extra:
-            variants = [("whole training set (the paper's code)", engine, replace(what, bn_samples=0, error_samples=0)),
-                        ("eval batch 4000", replace(engine, eval_batch_size=4000), what)]
-            for name, eng, w in variants:
-                try:
-                    vt, used = timed_lmc(eng, w)
-                    log(f"RESULT LMC variant {name}: {vt / npairs:.2f} s per pair ({lt / vt:.2f}x the default), "
-                        f"images used {used}")
-                except Exception as e:  # noqa: BLE001
-                    log(f"LMC variant {name} failed: {type(e).__name__}: {str(e)[:300]}")
-
-    if "digits" in extra:
-        log("\n== digits demo scale: PreResNet-8, 8x8x1, crop_padding=1, no flip, fused vs sequential")
-        dspec = ModelSpec(depth=8, width=1, in_channels=1)
-        dstate, dmasks = pruned_start(dspec, a.density)
-        dds = load_digits_dataset()
-        ddata = DeviceData(dds, dev, 1, False)
-        dhp = TrainSpec(epochs=max(a.epochs, 4), milestones=())
-        deng = Engine(engine.device, engine.bf16, engine.channels_last, 1500, 0)
-        f, s, fw, sw = fused_vs_sequential(dspec, dstate, dmasks, seeds, ddata, dhp, deng, "digits")
-        R["digits_fused"], R["digits_seq"] = f, s
-        rate_line(f"digits fused (K={a.copies})", f, fw)
-        rate_line("digits sequential (K=1 x3)", s, sw)
-
-    if "profile" in extra:
-        log(f"\n== torch.profiler: ours fused K={a.copies}, {a.profile_steps} steps")
-        profile_fused(spec, state, masks, seeds, full, hp, engine, a.profile_steps, a.out)
-
-    # ---------------------------------------------------------------------------------------
+def summary(b: Bench):
+    """The rates of every variant that ran, against upstream and (ceilings) the matrix rate."""
+    a, R, full = b.a, b.R, b.full
     log("\n== summary (model-epochs/s: one model trained over the full training set once, incl. its test pass)")
-    log(f"machine: {machine_name(dev)}")
-    log(f"data: {n_full} train images {full.image_shape}, batch {hp.batch_size}, {spec.key} at density "
-        f"{a.density}; {a.clock} clock")
+    log(f"machine: {machine_name(b.dev)}")
+    log(f"data: {len(full.y_train)} train images {full.image_shape}, batch {b.hp.batch_size}, {b.spec.key} at "
+        f"density {a.density}; {a.clock} clock")
     rows = [("upstream (DataLoader, 1 model)", "upstream"), (f"ours fused K={a.copies}", "fused"),
             (f"ours sequential K=1 x{a.copies}", "sequential"),
             (f"ours fused K={a.copies}, NCHW", "nchw_fused"), ("ours sequential, NCHW", "nchw_seq"),
             (f"ours fused K={a.copies}, eager (no CUDA graph)", "eager"),
-            ("ours K=1, eager (no CUDA graph)", "eager1"), (f"ours fused + compile", "compile")]
+            ("ours K=1, eager (no CUDA graph)", "eager1"), ("ours fused + compile", "compile")]
     rows += [(f"ours fused K={k}", f"fused{k}") for k in a.scan_copies.split(",") if k]
     rows += [(f"digits fused K={a.copies}", "digits_fused"), ("digits sequential", "digits_seq")]
     base = R.get("upstream")
@@ -592,11 +696,12 @@ def main(argv=None):
             log(f"{name:<34s} {v:10.3f} {1 / v:10.2f} {vs}")
     if "fused" in R and "sequential" in R:
         log(f"fused / sequential: {R['fused'] / R['sequential']:.2f}x")
-    if ceil is not None:
-        floor = (train_f + test_f) / ceil["matmul_flops"]
+    if b.ceil is not None:
+        train_f, test_f = b.flops
+        floor = (train_f + test_f) / b.ceil["matmul_flops"]
         for name, key in rows:
             if key in R and not key.startswith("digits"):
-                log(f"  {name:<32s} {100 * floor * R[key]:6.2f}% of the {ceil['dtype']} matrix-product rate "
+                log(f"  {name:<32s} {100 * floor * R[key]:6.2f}% of the {b.ceil['dtype']} matrix-product rate "
                     f"({(train_f + test_f) * R[key] / 1e12:.1f} TFLOP/s achieved)")
     if "nchw_fused" in R:
         log(f"NCHW fused / sequential: {R['nchw_fused'] / R['nchw_seq']:.2f}x; channels_last / NCHW: "
@@ -604,14 +709,18 @@ def main(argv=None):
             f"{R.get('sequential', float('nan')) / R['nchw_seq']:.2f}x sequential")
     if "digits_fused" in R:
         log(f"digits fused / sequential: {R['digits_fused'] / R['digits_seq']:.2f}x")
-    if lmc_pair is not None:
+    if b.lmc is not None:
+        lmc_pair = b.lmc["pair_s"]
         one = 1 / R["sequential"] if "sequential" in R else None
         log(f"LMC+CKA per pair: {lmc_pair:.2f} s" + (f" = {lmc_pair / one:.2f}x one epoch of one model" if one else ""))
 
-    # Projection of the reference grid.
+
+def projection(b: Bench):
+    """The reference grid's hours at the measured rates."""
+    a, R = b.a, b.R
     retrain_me = GRID_CELLS * GRID_COPIES * GRID_EPOCHS
     dense_me = GRID_DENSE * GRID_EPOCHS
-    unit = "GPU-hours" if dev.type == "cuda" else "CPU-hours (this machine)"
+    unit = "GPU-hours" if b.dev.type == "cuda" else "CPU-hours (this machine)"
     lmc_h = GRID_CELLS * R["lmc_cell"] / 3600 if "lmc_cell" in R else 0.0
     log(f"\nreference grid: {GRID_CELLS} cells x {GRID_COPIES} copies x {GRID_EPOCHS} epochs = {retrain_me} "
         f"model-epochs of retraining, + {dense_me} dense, + {GRID_CELLS} cells of LMC/CKA "
@@ -619,7 +728,7 @@ def main(argv=None):
     dense_rate = R.get("sequential", R.get("fused"))
     # The workflow fuses copies only where Engine.copies_for says so (all on a GPU, small
     # models on a CPU): project with the variant it would run.
-    ours = "fused" if engine.copies_for(spec, tuple(full.image_shape[:2]), a.copies) > 1 else "sequential"
+    ours = "fused" if b.engine.copies_for(b.spec, tuple(b.full.image_shape[:2]), a.copies) > 1 else "sequential"
     for name, key in (("upstream", "upstream"), (f"ours ({ours}, as the workflow runs)", ours),
                       ("ours eager (no CUDA graph)", "eager"), ("ours fused+compile", "compile")):
         if key in R and dense_rate:
@@ -627,6 +736,16 @@ def main(argv=None):
                 R[key] if key == "upstream" else dense_rate)
             h = (retrain_me / R[key] + dense_me / d_rate) / 3600 + lmc_h
             log(f"  {name:<24s} {h:8.1f} {unit}")
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    b = prepare(a)
+    for name, v in VARIANTS.items():
+        if (name in a.extra) if v.extra else (name not in a.skip):
+            v.run(b)
+    summary(b)
+    projection(b)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ checkpoint adaptive_round:
     output:
         "results/studies/{study}/adaptive/round{round,[0-9]+}.json",
     params:
+        # grid and regimes are not read by the script (it resolves the study): recorded by
+        # Snakemake, a changed grid or threshold redoes the round although its inputs are the same
         grid=lambda wc: [list(study(wc.study).temperatures), list(study(wc.study).loads)],
         regimes=lambda wc: study(wc.study).regimes.as_dict(),
         settings=lambda wc: settings_of(config, wc.study),

@@ -135,19 +135,20 @@ def case_study(name):
 
 
 def case_dense_index(name):
-    """(panel, temperature, dense seed) of each dense checkpoint a selection case study reads."""
+    """(panel, temperature, dense seed) of each dense checkpoint a case study reads: those of each
+    panel's base grid, for an algorithm whose entry (threeregime.casestudies.ALGORITHMS) reads_dense."""
     c = case_study(name)
-    if c.algorithm != "selection":
+    if not c.entry.reads_dense:
         return []
     out = []
     for i, p in enumerate(c.panels):
-        s = study(p.studies["grid"])
+        s = study(c.base_study(p))
         out += [(i, float(t), int(seed)) for t in s.temperatures for seed in s.dense_seeds]
     return out
 
 
 def case_inputs(wc):
-    """Each panel's study tables by role, and (selection) the dense checkpoints of its candidates."""
+    """Each panel's study tables by role, and (reads_dense) the dense checkpoints of its candidates."""
     c = case_study(wc.case)
     files = {}
     for i, p in enumerate(c.panels):
@@ -156,7 +157,7 @@ def case_inputs(wc):
             files[f"p{i}_{role}_table"] = f"results/studies/{s}/table.parquet"
     dense = []
     for i, t, seed in case_dense_index(wc.case):
-        s = study(c.panels[i].studies["grid"])
+        s = study(c.base_study(c.panels[i]))
         dense.append(s.cell(t, s.loads[0], seed).dense_path)
     if dense:
         files["dense"] = dense
@@ -164,10 +165,12 @@ def case_inputs(wc):
 
 
 def case_panel_info(name):
-    """What the case-study job needs of each panel's base grid: ε, the axes, the candidates in order."""
+    """What the case-study job needs of each panel's base grid (the entry's base_role): ε, the
+    axes, the candidates in order."""
+    c = case_study(name)
     info = []
-    for p in case_study(name).panels:
-        s = study(p.studies.get("grid", p.studies.get("sgd")))
+    for p in c.panels:
+        s = study(c.base_study(p))
         info.append({"epsilon": s.regimes.lmc_epsilon, "temperature_axis": s.temperature.name,
                      "load_axis": s.load.name, "candidates": [float(t) for t in s.temperatures]})
     return info

@@ -17,6 +17,7 @@ rule study_table:
                       category="{study}", subcategory="Configuration"),
     params:
         regimes=lambda wc: study(wc.study).regimes.as_dict(),
+        # not read by the script: recorded by Snakemake, so a changed grid redoes the table
         grid=lambda wc: [(t, l, c.seed) for t, l, c in study(wc.study).cells()],
     conda:
         ENV

@@ -1,15 +1,19 @@
-"""The case studies' decision logic on synthetic metric tables, and their derived studies."""
+"""The case studies' decision logic on synthetic metric tables, their derived studies, and the
+registry of case-study algorithms."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from threeregime.casestudies import (CaseStudy, case_table, expand_config, hotter_step, sam_rho_by_cka,
-                                     select_models, temperature_decisions)
+from threeregime.casedecisions import case_table, sam_rho_by_cka, select_models, summary_lines, temperature_decisions
+from threeregime.casestudies import (ALGORITHMS, CaseAlgorithm, CaseStudy, Derived, Param, expand_config,
+                                     hotter_step)
 from threeregime.caseplots import regime_one_runs
-from threeregime.spec.common import ConfigError
+from threeregime.spec.common import ConfigError, resolve
 from threeregime.study import studies
 
 NAN = math.nan
@@ -233,3 +237,94 @@ def test_every_case_study_figure_draws_from_synthetic_tables(tmp_path):
     f3 = case_table(CaseStudy.from_dict({"name": "f3", "algorithm": "temperature", "params": {}, "panels": panels}),
                     [data, data])
     assert list(f3[f3.panel == "T_epochs × L_density"].decision) == ["raise", "raise", "keep"]
+
+
+# --- the registry ----------------------------------------------------------------------------------
+
+def test_registry_names_match_the_config_schema(repo_root):
+    import yaml
+
+    schema = yaml.safe_load((repo_root / "schemas" / "config.schema.yaml").read_text())
+    case = schema["properties"]["case_studies"]["additionalProperties"]
+    assert case["properties"]["algorithm"]["enum"] == list(ALGORITHMS)
+    # every parameter of an entry is a key the schema lets a case study have
+    assert {p.name for e in ALGORITHMS.values() for p in e.params} <= set(case["properties"])
+
+
+def test_every_entry_names_functions_that_exist():
+    for name, e in ALGORITHMS.items():
+        for ref in (e.decide, e.summary, e.draw, *([e.panel_data] if e.panel_data else [])):
+            assert callable(resolve(ref)), (name, ref)
+        assert e.base_role in e.roles, name
+
+
+def test_planning_imports_neither_pandas_matplotlib_nor_torch(repo_root):
+    code = ("import sys; import threeregime.plan; import threeregime.casestudies; "
+            "print([m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_parameters_are_defaulted_and_checked_with_their_messages():
+    cfg = base_config({"sel": {"algorithm": "selection", "panels": [{"study": "grid"}]},
+                       "f5": {"algorithm": "sam_vs_sgd", "panels": [{"study": "grid"}]},
+                       "f6": {"algorithm": "sam_rho", "small_rho": 0, "panels": [{"study": "rho"}]},
+                       "bad_alpha": {"algorithm": "selection", "alpha": 0, "panels": [{"study": "grid"}]},
+                       "bad_by": {"algorithm": "selection", "select_by": "loss", "panels": [{"study": "grid"}]},
+                       "bad_rho": {"algorithm": "sam_vs_sgd", "rho": 0, "panels": [{"study": "grid"}]},
+                       "bad_density": {"algorithm": "sam_vs_sgd", "density": 1.5, "panels": [{"study": "grid"}]},
+                       "str_rho": {"algorithm": "sam_vs_sgd", "rho": "1e-3", "panels": [{"study": "grid"}]},
+                       "unknown": {"algorithm": "annealing", "panels": [{"study": "grid"}]},
+                       "no_panels": {"algorithm": "selection", "panels": []}})
+    cases, _, broken, _ = expanded(cfg)
+    assert cases["sel"].params == {"alpha": 2, "select_by": "test_error"}
+    assert cases["f5"].params == {"rho": 0.6, "density": 0.07}
+    assert cases["f6"].params == {"small_rho": 0.0, "large_rho": 0.8}
+    assert broken["bad_alpha"] == "case_studies.bad_alpha.alpha must be >= 1 retraining epoch, got 0"
+    assert broken["bad_by"] == "case_studies.bad_by.select_by: 'loss'; allowed: ['test_error', 'cka']"
+    assert broken["bad_rho"] == "case_studies.bad_rho.rho must be > 0 (SAM's ρ; 0 is plain SGD), got 0.0"
+    assert broken["bad_density"] == "case_studies.bad_density.density must be in (0, 1], got 1.5"
+    assert "not a number (YAML reads 1e-3 as a string" in broken["str_rho"]
+    assert broken["unknown"] == ("case_studies.unknown.algorithm: 'annealing'; allowed: "
+                                 "['temperature', 'selection', 'sam_vs_sgd', 'sam_rho']")
+    assert "panels is empty" in broken["no_panels"]
+    # what the workflow reads of each: the base grid's role, and dense checkpoints for selection only
+    assert cases["sel"].base_study(cases["sel"].panels[0]) == "grid"
+    assert cases["f5"].base_study(cases["f5"].panels[0]) == cases["f5"].panels[0].studies["sgd"]
+    assert [n for n, e in ALGORITHMS.items() if e.reads_dense] == ["selection"]
+
+
+def _lowest_error(cells, epsilon):
+    i = cells.test_error.idxmin()
+    return pd.DataFrame([{"load": cells.load[i], "temperature": cells.temperature[i], "epsilon": epsilon}])
+
+
+def test_an_algorithm_is_one_entry(monkeypatch):
+    """A new algorithm: its entry is all that expand_config, case_table, summary_lines and
+    draw_case_study need."""
+    from threeregime.caseplots import draw_case_study
+
+    drawn = []
+    entry = CaseAlgorithm(
+        params=(Param("cap", 1.0, lambda v, key: float(v), valid=lambda c: c > 0, rule="must be > 0"),),
+        roles=("grid", "twin"),
+        derive=lambda c: Derived({"grid": c.raw, "twin": {**c.raw, "seeds": {"dense": [7]}}}),
+        decide=_lowest_error,
+        decide_args=lambda params, panel, data: (data["grid"], data["epsilon"]),
+        summary=lambda case, table: [f"{len(table)} rows, cap {case.params['cap']:g}"],
+        draw=lambda table, info, pdf, png, title, **kw: drawn.append((title, pdf, len(info))),
+        title=lambda params: f"lowest error under {params['cap']:g}")
+    monkeypatch.setitem(ALGORITHMS, "lowest", entry)
+    cfg = base_config({"f9": {"algorithm": "lowest", "panels": [{"study": "grid"}]},
+                       "f9bad": {"algorithm": "lowest", "cap": -1, "panels": [{"study": "grid"}]}})
+    cases, ok, broken, bad = expanded(cfg)
+    assert broken == {"f9bad": "case_studies.f9bad.cap must be > 0, got -1.0"} and not bad
+    case = cases["f9"]
+    assert case.panels[0].studies["grid"] == "grid" and case.panels[0].studies["twin"] in ok
+    assert CaseStudy.from_dict(case.as_dict()) == case
+    grid = cells([(10, 0.05, 0, 0.9, 0.3), (20, 0.05, 0, 0.9, 0.2)])
+    table = case_table(case, [{"grid": grid, "twin": grid, "epsilon": -0.05}])
+    assert list(table.columns) == ["panel", "base_study", "load", "temperature", "epsilon"]
+    assert table.temperature.iloc[0] == 20 and summary_lines(case, table) == ["1 rows, cap 1"]
+    draw_case_study(case, table, [], [{}], "x.pdf", "x.png")
+    assert drawn == [("f9: lowest error under 1", "x.pdf", 1)]

@@ -227,7 +227,36 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
     which cells to compute next (none when every cell is computed or inferred). `near`: the
     computed cells within their margins of another regime ({cell: Regimes.near(...)}).
 
-    Rows and columns must be in the order of their axis values (either direction)."""
+    Rows and columns must be in the order of their axis values (either direction).
+
+    The phases, each a function: the start cells (`_start_cells`, first round only); the
+    check (`_check_conflicts`: inference, and the cells it cannot trust); the labels it yields
+    (`_inferred_cells`); the cells to compute next: the check's (`_check_cells`), then those
+    that bisect the most (`_bisection_cells`), and once nothing is undetermined those that pin
+    the boundaries (`_pin_cells`)."""
+    near = _validated_near(shape, computed, per_round, pin, near)
+    rows, cols = shape
+    if not computed:
+        return Plan(shape, {}, {}, _start_cells(shape),
+                    undetermined=[(r, c) for r in range(rows) for c in range(cols)])
+    checks = _check_conflicts(shape, computed, near)
+    inferred = _inferred_cells(checks.mask, computed)
+    labels = {**computed, **inferred}
+    inferred_from = {cell: checks.source[cell] for cell in inferred}
+    undetermined = [(r, c) for r in range(rows) for c in range(cols) if (r, c) not in labels]
+    nxt = _check_cells(checks, computed)
+    nxt += _bisection_cells(checks.mask, undetermined, nxt,
+                            limit=max(per_round, len(checks.queue) + len(checks.blocked)))
+    if not nxt and pin != "none":
+        nxt = _pin_cells(inferred, labels, computed, pin)
+    return Plan(shape, labels, inferred_from, nxt, checks.outliers, checks.contradicted, undetermined)
+
+
+def _validated_near(shape, computed: dict[Cell, str], per_round: int, pin: str,
+                    near: dict[Cell, tuple] | None) -> dict[Cell, tuple]:
+    """Check `plan`'s arguments (ValueError on the first bad one) and return `near` as
+    {computed cell: tuple of regimes}: near entries of skipped cells are dropped, since only
+    a measured value can be near a boundary."""
     rows, cols = shape
     if rows < 1 or cols < 1:
         raise ValueError(f"the grid needs at least one row and one column, got {shape}")
@@ -244,19 +273,53 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
     for cell, other in near.items():
         if not set(other) <= set(REGIMES):
             raise ValueError(f"cell {cell} is near {other!r}; expected regimes among {REGIMES}")
-    if not computed:
-        start = [((0, 0), "start: corner"), ((0, cols - 1), "start: corner"), ((rows - 1, 0), "start: corner"),
-                 ((rows - 1, cols - 1), "start: corner"), ((rows // 2, cols // 2), "start: middle")]
-        seen: dict[Cell, str] = {}
-        for cell, why in start:
-            seen.setdefault(cell, why)
-        return Plan(shape, {}, {}, list(seen.items()), undetermined=[(r, c) for r in range(rows)
-                                                                     for c in range(cols)])
+    return near
 
+
+def _start_cells(shape) -> list[tuple[Cell, str]]:
+    """Start phase (nothing computed yet): the grid's four corners (the ends of its outer
+    load columns) and its middle cell, each once (a grid of one row or column has fewer
+    distinct corners). With nothing measured every pattern is still consistent, so there is
+    nothing to bisect yet; the corners show which end of each line a boundary's regimes lie
+    at, the middle cell splits both axes."""
+    rows, cols = shape
+    start = [((0, 0), "start: corner"), ((0, cols - 1), "start: corner"), ((rows - 1, 0), "start: corner"),
+             ((rows - 1, cols - 1), "start: corner"), ((rows // 2, cols // 2), "start: middle")]
+    seen: dict[Cell, str] = {}
+    for cell, why in start:
+        seen.setdefault(cell, why)
+    return list(seen.items())
+
+
+@dataclass
+class _Checks:
+    """What the check phase leaves to the rest of `plan`."""
+
+    mask: np.ndarray              # possible regimes of every cell (bits), after the last inference
+    source: dict[Cell, str]       # skipped cells: the rule that last narrowed them
+    outliers: set[Cell]           # computed cells left out of inference: isolated against their neighbours
+    blocked: dict[Cell, str]      # skipped cells the rules disagree on: computed, not inferred
+    queue: dict[Cell, str]        # skipped neighbours of computed cells that break their line's model
+    contradicted: list[str]       # lines whose computed cells no pattern allows
+
+
+def _check_conflicts(shape, computed: dict[Cell, str], near: dict[Cell, tuple]) -> _Checks:
+    """Check phase: infer (`_infer`), then look for what the monotone model cannot explain,
+    and infer again with it taken out, until a pass finds nothing new.
+
+    * A skipped cell the rules leave no regime is blocked (computed, and not narrowed again).
+    * A line with no consistent pattern whose computed cells alone fit the model has crossing
+      lines that disagree on its skipped cells: those are blocked (`_check_crossing_lines`).
+    * A line whose computed cells alone break the model is contradicted: its contradicting
+      cells' skipped neighbours are queued, and a cell all of whose neighbours are computed
+      and agree against it becomes an outlier (`_check_contradiction`).
+
+    A pass runs again only when it blocked a cell or found an outlier; both sets only grow
+    and are bounded by the grid, so the loop ends. This is how the search stops trusting
+    inference where the measured cells contradict it, and goes back to measure instead."""
     outliers: set[Cell] = set()
     blocked: dict[Cell, str] = {}
     queue: dict[Cell, str] = {}
-    contradicted: list[str] = []
     while True:
         mask, source, broken, empty = _infer(shape, computed, outliers, set(blocked), near)
         restart = False
@@ -267,104 +330,157 @@ def plan(shape: tuple[int, int], computed: dict[Cell, str], per_round: int = DEF
         for kind, i, cells in _lines(shape):
             if (kind, i) not in broken:
                 continue
-            pats = line_patterns(len(cells))
             known = _computed_codes(shape, computed, outliers, cells, near)
-            if len(_consistent_masks(pats, known)):
-                # The computed cells fit the model; cells inferred by crossing lines do not:
-                # the row and column models disagree, so those cells are computed.
-                for cell in cells:
-                    if (cell not in computed and cell in source and source[cell] != f"{kind} {i}"
-                            and cell not in blocked):
-                        blocked[cell] = f"check: {source[cell]} and {kind} {i} infer different regimes"
-                        restart = True
-                continue
-            contradicted.append(f"{kind} {i}")
-            suspects = []
-            for j, cell in enumerate(cells):
-                if known[j] == ANY:
-                    continue
-                without = known.copy()
-                without[j] = ANY
-                if len(_consistent_masks(pats, without)):
-                    suspects.append(j)
-            targets = suspects or [j for j in range(len(cells)) if known[j] != ANY]
-            for j in targets:
-                cell = cells[j]
-                # its neighbours in the line first, then (for a single suspect) in the crossing line
-                beside = [cells[k] for k in (j - 1, j + 1) if 0 <= k < len(cells)]
-                nbrs = [(cell[0] + dr, cell[1] + dc) for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
-                        if 0 <= cell[0] + dr < rows and 0 <= cell[1] + dc < cols]
-                unknown = [n for n in (beside if any(n not in computed for n in beside) else nbrs)
-                           if n not in computed]
-                for n in unknown:
-                    queue.setdefault(n, f"check: neighbour of {cell} ({computed[cell]}), which breaks the "
-                                        f"monotone order of {kind} {i}")
-                measured = [computed[n] for n in nbrs if n in computed and n not in outliers]
-                if (j in suspects and not unknown and len(measured) == len(nbrs) and len(set(measured)) == 1
-                        and measured[0] != computed[cell]):
-                    outliers.add(cell)  # isolated: all its neighbours agree against it
-                    restart = True
+            if len(_consistent_masks(line_patterns(len(cells)), known)):
+                restart |= _check_crossing_lines(kind, i, cells, computed, source, blocked)
+            else:
+                contradicted.append(f"{kind} {i}")
+                restart |= _check_contradiction(kind, i, cells, known, shape, computed, outliers, queue)
         if not restart:
             break
-    single = {BIT[name]: name for name in REGIMES}
-    inferred = {(int(r), int(c)): single[int(mask[r, c])] for r, c in zip(*np.nonzero(np.isin(mask, list(single))))
-                if (int(r), int(c)) not in computed}
+    return _Checks(mask, source, outliers, blocked, queue, contradicted)
 
-    labels = {cell: name for cell, name in computed.items()}
-    inferred_from = {}
-    for cell, name in inferred.items():
-        labels[cell] = name
-        inferred_from[cell] = source[cell]
-    undetermined = [(r, c) for r in range(rows) for c in range(cols) if (r, c) not in labels]
-    nxt: list[tuple[Cell, str]] = []
-    for cell, why in list(queue.items()) + list(blocked.items()):
-        if cell not in computed and cell not in dict(nxt):
-            nxt.append((cell, why))
-    busy_rows = {c[0] for c, _ in nxt}
-    busy_cols = {c[1] for c, _ in nxt}
+
+def _check_crossing_lines(kind: str, i: int, cells: list[Cell], computed: dict[Cell, str],
+                          source: dict[Cell, str], blocked: dict[Cell, str]) -> bool:
+    """Check phase, a broken line whose computed cells fit the model: the cells inferred by
+    crossing lines do not, so the row and the column models disagree there; those cells are
+    blocked (to be computed). Returns whether any cell was newly blocked."""
+    found = False
+    for cell in cells:
+        if (cell not in computed and cell in source and source[cell] != f"{kind} {i}"
+                and cell not in blocked):
+            blocked[cell] = f"check: {source[cell]} and {kind} {i} infer different regimes"
+            found = True
+    return found
+
+
+def _check_contradiction(kind: str, i: int, cells: list[Cell], known: np.ndarray, shape,
+                         computed: dict[Cell, str], outliers: set[Cell], queue: dict[Cell, str]) -> bool:
+    """Check phase, a line whose computed cells (codes `known`) no pattern allows. Its
+    suspects are the computed cells without which the line fits (all its computed cells if
+    none). Each suspect's skipped neighbours are queued: in the line first, in the crossing
+    line once those are computed. A suspect whose neighbours are all computed and share one
+    regime other than its own is an isolated outlier, measured but left out of inference.
+    Returns whether an outlier was found (the inference must run again)."""
+    rows, cols = shape
+    pats = line_patterns(len(cells))
+    suspects = []
+    for j, cell in enumerate(cells):
+        if known[j] == ANY:
+            continue
+        without = known.copy()
+        without[j] = ANY
+        if len(_consistent_masks(pats, without)):
+            suspects.append(j)
+    targets = suspects or [j for j in range(len(cells)) if known[j] != ANY]
+    found = False
+    for j in targets:
+        cell = cells[j]
+        # its neighbours in the line first, then (for a single suspect) in the crossing line
+        beside = [cells[k] for k in (j - 1, j + 1) if 0 <= k < len(cells)]
+        nbrs = [(cell[0] + dr, cell[1] + dc) for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
+                if 0 <= cell[0] + dr < rows and 0 <= cell[1] + dc < cols]
+        unknown = [n for n in (beside if any(n not in computed for n in beside) else nbrs)
+                   if n not in computed]
+        for n in unknown:
+            queue.setdefault(n, f"check: neighbour of {cell} ({computed[cell]}), which breaks the "
+                                f"monotone order of {kind} {i}")
+        measured = [computed[n] for n in nbrs if n in computed and n not in outliers]
+        if (j in suspects and not unknown and len(measured) == len(nbrs) and len(set(measured)) == 1
+                and measured[0] != computed[cell]):
+            outliers.add(cell)  # isolated: all its neighbours agree against it
+            found = True
+    return found
+
+
+def _inferred_cells(mask: np.ndarray, computed: dict[Cell, str]) -> dict[Cell, str]:
+    """The skipped cells the check phase's inference left with one regime, in row-major order."""
+    single = {BIT[name]: name for name in REGIMES}
+    return {(int(r), int(c)): single[int(mask[r, c])] for r, c in zip(*np.nonzero(np.isin(mask, list(single))))
+            if (int(r), int(c)) not in computed}
+
+
+def _check_cells(checks: _Checks, computed: dict[Cell, str]) -> list[tuple[Cell, str]]:
+    """The check phase's cells, asked first and all in one round (whatever `per_round`):
+    the queued neighbours of contradicting cells, then the blocked cells, each once."""
+    out: list[tuple[Cell, str]] = []
+    for cell, why in list(checks.queue.items()) + list(checks.blocked.items()):
+        if cell not in computed and cell not in dict(out):
+            out.append((cell, why))
+    return out
+
+
+def _bisection_cells(mask: np.ndarray, undetermined: list[Cell], asked: list[tuple[Cell, str]],
+                     limit: int) -> list[tuple[Cell, str]]:
+    """Bisection phase: the undetermined cells (not already `asked`) that cut the most of
+    their column's and row's consistent patterns (`_cut`), best first, at most one per row
+    and column (counting the asked cells) and until `asked` and these hold `limit` cells.
+    Scoring a cell by the patterns it rules out whatever regime it turns out to have makes
+    each computed cell narrow the boundaries' positions as much as it surely can (bisection
+    on both axes); one cell per row and column keeps a round's cells from telling about the
+    same line twice."""
+    busy_rows = {c[0] for c, _ in asked}
+    busy_cols = {c[1] for c, _ in asked}
+    taken = dict(asked)
     scored = []
     for cell in undetermined:
-        if cell in dict(nxt):
+        if cell in taken:
             continue
-        score, parts = 0.0, []
-        for kind, i, cells in (("column", cell[1], [(r, cell[1]) for r in range(rows)]),
-                               ("row", cell[0], [(cell[0], c) for c in range(cols)])):
-            idx = tuple(np.array(cells).T)
-            ok = _consistent_masks(line_patterns(len(cells)), mask[idx])
-            if not len(ok):
-                continue
-            at = ok[:, cells.index(cell)]
-            cut = (len(ok) - np.bincount(at, minlength=3).max()) / len(ok)
-            if cut > 0:
-                score += cut
-                parts.append(f"{kind} {i}")
+        score, parts = _cut(cell, mask)
         scored.append((-score, cell, parts))
     scored.sort()
+    out: list[tuple[Cell, str]] = []
     for neg, cell, parts in scored:
-        if len(nxt) >= max(per_round, len(queue) + len(blocked)):
+        if len(asked) + len(out) >= limit:
             break
-        if nxt and (cell[0] in busy_rows or cell[1] in busy_cols):
+        if (asked or out) and (cell[0] in busy_rows or cell[1] in busy_cols):
             continue
         why = (f"bisection: {' and '.join(parts)} (cuts {-neg:.2f} of their consistent patterns)" if parts
                else "fallback: no monotone line determines it")
-        nxt.append((cell, why))
+        out.append((cell, why))
         busy_rows.add(cell[0])
         busy_cols.add(cell[1])
-    if undetermined and not nxt:  # unreachable by construction; never stop with unknown cells
-        nxt.append((undetermined[0], "fallback: undetermined"))
-    if not nxt and pin != "none":
-        # Everything is inferred. Pin each boundary between computed cells: an inferred cell
-        # next to a cell of another regime is computed, so a boundary (or a noisy cell's
-        # wrong extrapolation) always rests on measured cells on both sides.
-        steps = ((1, 0), (0, 1)) if pin == "both" else ((1, 0),)
-        for (r, c), name in sorted(inferred.items()):
-            for dr, dc in steps:
-                for n in ((r + dr, c + dc), (r - dr, c - dc)):
-                    other = labels.get(n)
-                    if other in CODE and other != name and (r, c) not in dict(nxt):
-                        nxt.append(((r, c), f"pin: boundary {name} | {other} next to "
-                                            f"{'computed' if n in computed else 'inferred'} {n}"))
-    return Plan(shape, labels, inferred_from, nxt, outliers, contradicted, undetermined)
+    if undetermined and not asked and not out:  # unreachable by construction; never stop with unknown cells
+        out.append((undetermined[0], "fallback: undetermined"))
+    return out
+
+
+def _cut(cell: Cell, mask: np.ndarray) -> tuple[float, list[str]]:
+    """How much computing `cell` narrows its column's and its row's consistent patterns: the
+    sum over the two lines of the fraction of patterns ruled out in the worst case over the
+    regime it turns out to have, and the lines with a positive fraction."""
+    rows, cols = mask.shape
+    score, parts = 0.0, []
+    for kind, i, cells in (("column", cell[1], [(r, cell[1]) for r in range(rows)]),
+                           ("row", cell[0], [(cell[0], c) for c in range(cols)])):
+        idx = tuple(np.array(cells).T)
+        ok = _consistent_masks(line_patterns(len(cells)), mask[idx])
+        if not len(ok):
+            continue
+        at = ok[:, cells.index(cell)]
+        cut = (len(ok) - np.bincount(at, minlength=3).max()) / len(ok)
+        if cut > 0:
+            score += cut
+            parts.append(f"{kind} {i}")
+    return score, parts
+
+
+def _pin_cells(inferred: dict[Cell, str], labels: dict[Cell, str], computed: dict[Cell, str],
+               pin: str) -> list[tuple[Cell, str]]:
+    """Pin phase (every cell computed or inferred): each inferred cell next to a cell of
+    another regime in its column (`pin="both"`: or its row) is computed, so that a boundary,
+    or a noisy cell's wrong extrapolation, always rests on measured cells on both sides."""
+    steps = ((1, 0), (0, 1)) if pin == "both" else ((1, 0),)
+    out: list[tuple[Cell, str]] = []
+    for (r, c), name in sorted(inferred.items()):
+        for dr, dc in steps:
+            for n in ((r + dr, c + dc), (r - dr, c - dc)):
+                other = labels.get(n)
+                if other in CODE and other != name and (r, c) not in dict(out):
+                    out.append(((r, c), f"pin: boundary {name} | {other} next to "
+                                        f"{'computed' if n in computed else 'inferred'} {n}"))
+    return out
 
 
 @dataclass

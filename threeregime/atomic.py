@@ -39,7 +39,7 @@ def write_atomic(path: str, write) -> None:
 
 
 def save_bytes(data: bytes, path: str) -> None:
-    _write_atomic(path, lambda f: f.write(data))
+    write_atomic(path, lambda f: f.write(data))
 
 
 def save_json(obj: Any, path: str) -> None:

@@ -1,4 +1,5 @@
-"""Figures of the paper's case studies, drawn from a case study's table (threeregime.casestudies).
+"""Figures of the paper's case studies, drawn from a case study's table (threeregime.casedecisions);
+each algorithm's entry in threeregime.casestudies.ALGORITHMS names its drawing here.
 
 * Figures 3, 15 (`temperature_figure`): per panel, LMC at T0 per load with the Regime-I loads
   boxed (top), and the test error reached at T0 and at T0 + ΔT (bottom).
@@ -22,7 +23,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from .plots import _save  # noqa: E402
-from .spec.common import fmt  # noqa: E402
+from .spec.common import fmt, resolve  # noqa: E402
 from .study import AXES  # noqa: E402
 
 SGD_COLOUR, SAM_COLOUR = "tab:blue", "tab:orange"
@@ -183,19 +184,7 @@ def sam_rho_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_pat
 
 def draw_case_study(case, table: pd.DataFrame, panels: list[dict], info: list[dict], pdf_path: str,
                     png_path: str) -> None:
-    title = f"{case.name}: " + {
-        "temperature": "Algorithm 1\n(Regime I: LMC < ε, boxed → raise the temperature)",
-        "selection": ("Algorithm 2 (LMC + test error after α = {a} retraining epochs)" if case.params.get("select_by")
-                      == "test_error" else "Algorithm 2.1 (LMC + CKA after α = {a} retraining epochs)").format(
-                          a=case.params.get("alpha")),
-        "sam_vs_sgd": "dense SGD vs SAM, pruned and retrained",
-        "sam_rho": "SAM's ρ chosen by CKA",
-    }[case.algorithm]
-    if case.algorithm == "temperature":
-        temperature_figure(table, info, pdf_path, png_path, title)
-    elif case.algorithm == "selection":
-        selection_figure(table, info, pdf_path, png_path, title)
-    elif case.algorithm == "sam_vs_sgd":
-        sam_vs_sgd_figure(table, info, pdf_path, png_path, title)
-    else:
-        sam_rho_figure(table, info, pdf_path, png_path, title, cells=panels[0]["grid"])
+    """The case study's figure: its algorithm's drawing (threeregime.casestudies.ALGORITHMS)."""
+    entry = case.entry
+    resolve(entry.draw)(table, info, pdf_path, png_path, f"{case.name}: " + entry.title(case.params),
+                        **entry.draw_kwargs(panels))

@@ -1,39 +1,37 @@
-"""The paper's three case studies (Section 4): which way to move the temperature (Algorithm 1),
-which dense model to prune without a grid search (Algorithms 2 and 2.1), and SAM's ρ chosen by
-CKA (Figures 5, 6).
+"""The paper's case studies (Section 4): which way to move the temperature (Algorithm 1), which
+dense model to prune without a grid search (Algorithms 2 and 2.1), and SAM's ρ chosen by CKA
+(Figures 5, 6): the registry of case-study algorithms (`ALGORITHMS`) and the config half.
 
-Two halves:
+A case study (config `case_studies.<name>`, the name being the figure it draws, e.g.
+`figure3`) names an algorithm, base studies and its inputs. Each panel becomes one or more
+*derived studies*: the base study restricted or changed as the algorithm needs (only T0 and
+T0 + ΔT; the α-epoch retraining; SAM at ρ instead of SGD). A derived study is an ordinary
+study, named `case-<base>-<role>-<8 hex of its settings>`, so its artifacts are keyed by their
+hyperparameters like every other: whatever the grids already computed is reused, and the
+α-epoch runs are shared by Algorithms 2 and 2.1 (same settings, same name, same files).
+`expand_config` adds them to the config's `studies`.
 
-* Config -> derived studies. A case study (config `case_studies.<name>`, the name being the
-  figure it draws, e.g. `figure3`) names base studies and its inputs. Each panel becomes one or
-  more *derived studies*: the base study restricted or changed as the algorithm needs (only T0
-  and T0 + ΔT; the α-epoch retraining; SAM at ρ instead of SGD). A derived study is an ordinary
-  study, named `case-<base>-<role>-<8 hex of its settings>`, so its artifacts are keyed by
-  their hyperparameters like every other: whatever the grids already computed is reused, and
-  the α-epoch runs are shared by Algorithms 2 and 2.1 (same settings, same name, same files).
-  `expand_config` adds them to the config's `studies`.
-* Decision logic as pure functions on metric tables (one row per temperature x load cell, as
-  in a study's cells.parquet): `temperature_decisions`, `select_models`, `sam_rho_by_cka`.
-
-Ties are broken by the candidates' order in the base study's temperature values (the first
-wins); NaN cells (a diverged or missing cell) are never chosen.
+One entry of `ALGORITHMS` says everything about an algorithm: its parameters, the roles of a
+panel and how each role's study is derived from the base study, whether it reads dense
+checkpoints, its decision function (threeregime.casedecisions), its summary and its drawing
+(threeregime.caseplots). Decisions and drawings are "module:attribute" references resolved
+on first use, so planning (the Snakefile, threeregime.plan) imports neither pandas,
+matplotlib nor torch (tests/test_casestudies.py). Adding an algorithm is one entry here, its
+name in the schema's `algorithm` enum and its tests.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import re
 from dataclasses import dataclass, field
+from typing import Callable, Union
 
-import numpy as np
-import pandas as pd
-
-from .regimes import Regimes
 from .spec.common import ConfigError, deep_merge, digest, fmt
-from .study import AXES
+from .study import AXES, Axis
 
-ALGORITHMS = ("temperature", "selection", "sam_vs_sgd", "sam_rho")
+Ref = Union[str, Callable]  # "package.module:attribute", resolved with threeregime.spec.common.resolve
+
 SELECT_BY = ("test_error", "cka")
 
 
@@ -43,7 +41,7 @@ class Panel:
 
     base: str
     title: str
-    studies: dict  # role -> study name: grid | alpha (selection) | sgd, sam (sam_vs_sgd)
+    studies: dict  # role -> study name (the roles of its algorithm's entry)
     t0: float | None = None  # temperature: the initial temperature and one grid step hotter
     t1: float | None = None
 
@@ -53,10 +51,18 @@ class CaseStudy:
     name: str
     algorithm: str
     panels: tuple[Panel, ...]
-    params: dict = field(default_factory=dict)  # alpha, select_by, rho, density, small_rho, large_rho
+    params: dict = field(default_factory=dict)  # the entry's parameters: alpha, select_by, rho, ...
+
+    @property
+    def entry(self) -> "CaseAlgorithm":
+        return ALGORITHMS[self.algorithm]
 
     def study_names(self) -> list[str]:
         return [s for p in self.panels for s in p.studies.values()]
+
+    def base_study(self, panel: Panel) -> str:
+        """The study of the panel's base grid (its ε, axes, candidates and dense checkpoints)."""
+        return panel.studies[self.entry.base_role]
 
     @staticmethod
     def from_dict(d: dict) -> "CaseStudy":
@@ -68,11 +74,104 @@ class CaseStudy:
                            for p in self.panels]}
 
 
+# --- the registry --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of a case study (a key of `case_studies.<name>`). `read(value, key)` converts
+    the value as written (or raises a ConfigError); then the value must be one of `choices`
+    ("<key>: <value>; allowed: [...]") or pass `valid` ("<key> <rule>, got <value>")."""
+
+    name: str
+    default: object
+    read: Callable[[object, str], object] = lambda v, key: v
+    choices: tuple = ()
+    valid: Callable[[object], bool] | None = None
+    rule: str = ""
+
+    def check(self, value, key: str) -> None:
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{key}: {value!r}; allowed: {list(self.choices)}")
+        if self.valid is not None and not self.valid(value):
+            raise ConfigError(f"{key} {self.rule}, got {value}")
+
+
+@dataclass(frozen=True)
+class PanelContext:
+    """What an entry's `derive` gets for one panel: `spec` its config (`panels[i]`), `raw` the
+    base study's config (with the panel's `load` swapped in), its axes and the parsed params;
+    `where` and `pw` name the case study and the panel in errors."""
+
+    where: str
+    pw: str
+    spec: dict
+    base: str
+    raw: dict
+    t_axis: Axis
+    l_axis: Axis
+    params: dict
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What `derive` returns for one panel: the raw study config of each role, and (temperature)
+    T0 and T0 + ΔT."""
+
+    roles: dict
+    t0: float | None = None
+    t1: float | None = None
+
+
+@dataclass(frozen=True)
+class CaseAlgorithm:
+    """An entry of ALGORITHMS.
+
+    params: its parameters (parsed, defaulted and checked from the config, in this order);
+    roles: the roles of each panel, each a study derived by `derive(PanelContext) -> Derived`
+      (which also refuses a base study the algorithm cannot use, with a ConfigError);
+    base_role: the role whose study is the panel's base grid (ε, axes, candidates, dense models);
+    reads_dense: whether the job reads the base grid's dense checkpoints (their test errors);
+    panel_data: what the job adds to a panel's data beyond the cells of each role, or None:
+      f(table, dense_errors) -> dict, `table(role)` a role's table.parquet, `dense_errors`
+      {temperature: [test error per dense seed]};
+    decide: the decision function, called as decide(*decide_args(params, panel, data)) with a
+      panel's data ({role: cells, 'epsilon', 'candidates', ...panel_data}); its table, one row
+      per load (or cell), becomes the panel's rows of the case study's table;
+    summary: f(case, table) -> lines saying what the case study found;
+    draw: the figure, draw(table, info, pdf_path, png_path, title, **draw_kwargs(panels));
+    title: the figure's title after the case study's name, from the params."""
+
+    params: tuple[Param, ...]
+    roles: tuple[str, ...]
+    derive: Callable[[PanelContext], Derived]
+    decide: Ref
+    decide_args: Callable[[dict, Panel, dict], tuple]
+    summary: Ref
+    draw: Ref
+    title: Callable[[dict], str]
+    base_role: str = "grid"
+    reads_dense: bool = False
+    panel_data: Ref | None = None
+    draw_kwargs: Callable[[list], dict] = lambda panels: {}
+    description: str = ""
+
+    def parse(self, spec: dict, where: str) -> dict:
+        """The parameters of a case study's config `spec`, or a ConfigError naming the key."""
+        params = {p.name: p.read(spec.get(p.name, p.default), f"{where}.{p.name}") for p in self.params}
+        for p in self.params:
+            p.check(params[p.name], f"{where}.{p.name}")
+        return params
+
+
 def _number(v, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         hint = " (YAML reads 1e-3 as a string: write 1.0e-3)" if isinstance(v, str) else ""
         raise ConfigError(f"{where}: {v!r} is not a number{hint}")
     return float(v)
+
+
+def _integer(v, where: str) -> int:
+    return int(v)
 
 
 def hotter_step(values, t0: float, steps: int, hotter: str, where: str) -> float:
@@ -88,6 +187,117 @@ def hotter_step(values, t0: float, steps: int, hotter: str, where: str) -> float
                           f"study (values {[fmt(v) for v in sorted(grid)]}); choose a cooler t0 or add a value")
     return grid[i]
 
+
+def _derive_temperature(c: PanelContext) -> Derived:
+    """Algorithm 1: the base grid at T0 and one (or `steps`) grid step(s) hotter only."""
+    if "t0" not in c.spec:
+        raise ConfigError(f"{c.pw}.t0 is missing: the initial temperature T0 (e.g. 160 epochs, batch 128)")
+    t0 = _number(c.spec["t0"], f"{c.pw}.t0")
+    steps = int(c.spec.get("steps", 1))
+    if steps < 1:
+        raise ConfigError(f"{c.pw}.steps must be >= 1 grid step, got {steps}")
+    t1 = hotter_step(c.raw["temperature"]["values"], t0, steps, c.t_axis.hotter, c.pw)
+    # T0 and T0 + ΔT in the base study's order (so a base grid of just these two is reused whole)
+    kept = [v for v in c.raw["temperature"]["values"] if float(v) in (t0, t1)]
+    return Derived({"grid": {**c.raw, "temperature": {"axis": c.t_axis.name, "values": kept}}}, t0, t1)
+
+
+def _derive_selection(c: PanelContext) -> Derived:
+    """Algorithms 2 and 2.1: the base grid, and its first α retraining epochs."""
+    return Derived({"grid": c.raw,
+                    # The first α epochs of retraining at its initial learning rate (the paper's α = 2
+                    # lies before the first milestone of any reference schedule).
+                    "alpha": deep_merge(c.raw, {"retrain": {"epochs": c.params["alpha"], "iterations": 0,
+                                                            "milestones": []}})})
+
+
+def _derive_sam_vs_sgd(c: PanelContext) -> Derived:
+    """Figure 5: the SGD base study at one density, and the same trained with SAM at ρ."""
+    if c.t_axis.name == "sam_rho":
+        raise ConfigError(f"{c.pw}.study: {c.base!r} varies SAM's ρ itself; compare SGD and SAM on an epochs "
+                          f"or batch_size study")
+    opt = deep_merge({"optimizer": "sgd"}, c.raw.get("train", {})).get("optimizer")
+    if opt != "sgd":
+        raise ConfigError(f"{c.pw}.study: {c.base!r} trains its dense models with {opt!r}; the comparison "
+                          f"needs an SGD study")
+    density = {"axis": "density", "values": [c.params["density"]]}
+    sgd = c.raw if c.raw["load"] == density else {**c.raw, "load": density}
+    return Derived({"sgd": sgd, "sam": deep_merge(sgd, {"train": {"optimizer": "sam", "rho": c.params["rho"]}})})
+
+
+def _derive_sam_rho(c: PanelContext) -> Derived:
+    """Figure 6: the base study over SAM's ρ itself, which must hold the small and the large ρ."""
+    if c.t_axis.name != "sam_rho":
+        raise ConfigError(f"{c.pw}.study: {c.base!r} has temperature axis {c.t_axis.name!r}; tuning ρ by CKA "
+                          f"needs a study over sam_rho (e.g. sam_rho_density)")
+    vals = [float(v) for v in c.raw["temperature"]["values"]]
+    for key in ("small_rho", "large_rho"):
+        if c.params[key] not in vals:
+            raise ConfigError(f"{c.where}.{key}: ρ = {fmt(c.params[key])} is not a value of {c.base!r} "
+                              f"({[fmt(v) for v in vals]})")
+    return Derived({"grid": c.raw})
+
+
+def _selection_title(params: dict) -> str:
+    algorithm = "Algorithm 2 (LMC + test error" if params.get("select_by") == "test_error" else \
+        "Algorithm 2.1 (LMC + CKA"
+    return f"{algorithm} after α = {params.get('alpha')} retraining epochs)"
+
+
+ALGORITHMS: dict[str, CaseAlgorithm] = {
+    "temperature": CaseAlgorithm(
+        params=(),
+        roles=("grid",),
+        derive=_derive_temperature,
+        decide="threeregime.casedecisions:temperature_decisions",
+        decide_args=lambda params, panel, data: (data["grid"], panel.t0, panel.t1, data["epsilon"]),
+        summary="threeregime.casedecisions:temperature_summary",
+        draw="threeregime.caseplots:temperature_figure",
+        title=lambda params: "Algorithm 1\n(Regime I: LMC < ε, boxed → raise the temperature)",
+        description="Algorithm 1 (Figures 3, 15): raise the temperature from T0 where LMC at T0 < ε"),
+    "selection": CaseAlgorithm(
+        params=(Param("alpha", 2, _integer, valid=lambda a: a >= 1, rule="must be >= 1 retraining epoch"),
+                Param("select_by", "test_error", choices=SELECT_BY)),
+        roles=("grid", "alpha"),
+        derive=_derive_selection,
+        reads_dense=True,
+        panel_data="threeregime.casedecisions:selection_panel_data",
+        decide="threeregime.casedecisions:select_models",
+        decide_args=lambda params, panel, data: (data["candidates"], data["dense_error"], data["alpha"],
+                                                 data["grid"], data["epsilon"], params["select_by"],
+                                                 data["alpha_epochs"], data["full_epochs"]),
+        summary="threeregime.casedecisions:selection_summary",
+        draw="threeregime.caseplots:selection_figure",
+        title=_selection_title,
+        description="Algorithms 2, 2.1 (Figures 4, 16): which dense model to prune, by LMC and the test "
+                    "error (2) or CKA (2.1) after α retraining epochs"),
+    "sam_vs_sgd": CaseAlgorithm(
+        params=(Param("rho", 0.6, _number, valid=lambda r: r > 0, rule="must be > 0 (SAM's ρ; 0 is plain SGD)"),
+                Param("density", 0.07, _number, valid=lambda d: 0 < d <= 1, rule="must be in (0, 1]")),
+        roles=("sgd", "sam"),
+        base_role="sgd",
+        derive=_derive_sam_vs_sgd,
+        decide="threeregime.casedecisions:sgd_vs_sam",
+        decide_args=lambda params, panel, data: (data["sgd"], data["sam"], params["rho"]),
+        summary="threeregime.casedecisions:sam_vs_sgd_summary",
+        draw="threeregime.caseplots:sam_vs_sgd_figure",
+        title=lambda params: "dense SGD vs SAM, pruned and retrained",
+        description="Figure 5: dense training with SGD vs SAM at ρ, pruned to one density and retrained"),
+    "sam_rho": CaseAlgorithm(
+        params=(Param("small_rho", 0.1, _number), Param("large_rho", 0.8, _number)),
+        roles=("grid",),
+        derive=_derive_sam_rho,
+        decide="threeregime.casedecisions:sam_rho_by_cka",
+        decide_args=lambda params, panel, data: (data["grid"], params["small_rho"], params["large_rho"]),
+        summary="threeregime.casedecisions:sam_rho_summary",
+        draw="threeregime.caseplots:sam_rho_figure",
+        draw_kwargs=lambda panels: {"cells": panels[0]["grid"]},
+        title=lambda params: "SAM's ρ chosen by CKA",
+        description="Figure 6: SAM's ρ with the highest CKA per density"),
+}
+
+
+# --- config -> derived studies -------------------------------------------------------------------
 
 def _derived_name(base: str, role: str, raw: dict) -> str:
     return f"case-{base}-{role}-{digest(raw)}"
@@ -128,24 +338,8 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
     algorithm = spec.get("algorithm")
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"{where}.algorithm: {algorithm!r}; allowed: {list(ALGORITHMS)}")
-    params: dict = {}
-    if algorithm == "selection":
-        params["alpha"] = int(spec.get("alpha", 2))
-        params["select_by"] = spec.get("select_by", "test_error")
-        if params["alpha"] < 1:
-            raise ConfigError(f"{where}.alpha must be >= 1 retraining epoch, got {params['alpha']}")
-        if params["select_by"] not in SELECT_BY:
-            raise ConfigError(f"{where}.select_by: {params['select_by']!r}; allowed: {list(SELECT_BY)}")
-    if algorithm == "sam_vs_sgd":
-        params["rho"] = _number(spec.get("rho", 0.6), f"{where}.rho")
-        params["density"] = _number(spec.get("density", 0.07), f"{where}.density")
-        if not params["rho"] > 0:
-            raise ConfigError(f"{where}.rho must be > 0 (SAM's ρ; 0 is plain SGD), got {params['rho']}")
-        if not 0 < params["density"] <= 1:
-            raise ConfigError(f"{where}.density must be in (0, 1], got {params['density']}")
-    if algorithm == "sam_rho":
-        params["small_rho"] = _number(spec.get("small_rho", 0.1), f"{where}.small_rho")
-        params["large_rho"] = _number(spec.get("large_rho", 0.8), f"{where}.large_rho")
+    entry = ALGORITHMS[algorithm]
+    params = entry.parse(spec, where)
     panels, derived = [], {}
     for i, p in enumerate(spec.get("panels") or []):
         pw = f"{where}.panels[{i}]"
@@ -158,229 +352,23 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
         if t_axis is None or l_axis is None:
             raise ConfigError(f"{pw}: the base study {base!r} has an unknown axis")
         title = p.get("title") or f"T_{t_axis.name} × L_{l_axis.name}"
-        t0 = t1 = None
-        if algorithm == "temperature":
-            if "t0" not in p:
-                raise ConfigError(f"{pw}.t0 is missing: the initial temperature T0 (e.g. 160 epochs, batch 128)")
-            t0 = _number(p["t0"], f"{pw}.t0")
-            steps = int(p.get("steps", 1))
-            if steps < 1:
-                raise ConfigError(f"{pw}.steps must be >= 1 grid step, got {steps}")
-            t1 = hotter_step(raw["temperature"]["values"], t0, steps, t_axis.hotter, pw)
-            # T0 and T0 + ΔT in the base study's order (so a base grid of just these two is reused whole)
-            kept = [v for v in raw["temperature"]["values"] if float(v) in (t0, t1)]
-            raw = {**raw, "temperature": {"axis": t_axis.name, "values": kept}}
-            roles = {"grid": raw}
-        elif algorithm == "selection":
-            alpha = params["alpha"]
-            roles = {"grid": raw,
-                     # The first α epochs of retraining at its initial learning rate (the paper's α = 2
-                     # lies before the first milestone of any reference schedule).
-                     "alpha": deep_merge(raw, {"retrain": {"epochs": alpha, "iterations": 0, "milestones": []}})}
-        elif algorithm == "sam_vs_sgd":
-            if t_axis.name == "sam_rho":
-                raise ConfigError(f"{pw}.study: {base!r} varies SAM's ρ itself; compare SGD and SAM on an epochs "
-                                  f"or batch_size study")
-            opt = deep_merge({"optimizer": "sgd"}, raw.get("train", {})).get("optimizer")
-            if opt != "sgd":
-                raise ConfigError(f"{pw}.study: {base!r} trains its dense models with {opt!r}; the comparison "
-                                  f"needs an SGD study")
-            density = {"axis": "density", "values": [params["density"]]}
-            sgd = raw if raw["load"] == density else {**raw, "load": density}
-            roles = {"sgd": sgd, "sam": deep_merge(sgd, {"train": {"optimizer": "sam", "rho": params["rho"]}})}
-        else:  # sam_rho
-            if t_axis.name != "sam_rho":
-                raise ConfigError(f"{pw}.study: {base!r} has temperature axis {t_axis.name!r}; tuning ρ by CKA "
-                                  f"needs a study over sam_rho (e.g. sam_rho_density)")
-            vals = [float(v) for v in raw["temperature"]["values"]]
-            for key in ("small_rho", "large_rho"):
-                if params[key] not in vals:
-                    raise ConfigError(f"{where}.{key}: ρ = {fmt(params[key])} is not a value of {base!r} "
-                                      f"({[fmt(v) for v in vals]})")
-            roles = {"grid": raw}
+        d = entry.derive(PanelContext(where, pw, p, base, raw, t_axis, l_axis, params))
+        if tuple(d.roles) != entry.roles:  # a bug in the entry, not a config error
+            raise AssertionError(f"case-study algorithm {algorithm!r} derived roles {list(d.roles)}, "
+                                 f"declares {list(entry.roles)}")
         names = {}
-        for role, r in roles.items():
+        for role, r in d.roles.items():
             if r == all_studies[base]:
                 names[role] = base  # the base study itself: nothing to derive
             else:
                 names[role] = _derived_name(base, role, r)
                 derived[names[role]] = r
-        panels.append(Panel(base, title, names, t0, t1))
+        panels.append(Panel(base, title, names, d.t0, d.t1))
     if not panels:
         raise ConfigError(f"{where}.panels is empty: name at least one base study")
     return CaseStudy(name, algorithm, tuple(panels), params), derived
 
 
-# --- decision logic --------------------------------------------------------------------------
-
-def _at(cells: pd.DataFrame, temperature: float, load: float, column: str) -> float:
-    m = cells[np.isclose(cells.temperature, temperature) & np.isclose(cells.load, load)]
-    return float(m[column].iloc[0]) if len(m) and column in m and pd.notna(m[column].iloc[0]) else math.nan
-
-
-def temperature_decisions(cells: pd.DataFrame, t0: float, t1: float, epsilon: float) -> pd.DataFrame:
-    """Algorithm 1 for every load of `cells` (temperature, load, lmc, test_error).
-
-    decision: 'raise' (LMC at T0 < ε: Regime I, go to T0 + ΔT = t1), 'keep' (stay at T0) or
-    'missing' (no LMC at T0). right: whether the test error actually reached agrees - raising is
-    right when the error at t1 is lower than at T0, keeping when it is not lower; None when an
-    error is missing."""
-    rows = []
-    for load in sorted(set(cells.load)):
-        lmc = _at(cells, t0, load, "lmc")
-        e0, e1 = _at(cells, t0, load, "test_error"), _at(cells, t1, load, "test_error")
-        decision = "missing" if not np.isfinite(lmc) else ("raise" if Regimes(lmc_epsilon=epsilon).is_one(lmc) else "keep")
-        right = None
-        if decision != "missing" and np.isfinite(e0) and np.isfinite(e1):
-            right = bool(e1 < e0) if decision == "raise" else bool(e1 >= e0)
-        rows.append({"load": load, "lmc": lmc, "regime_I": Regimes(lmc_epsilon=epsilon).is_one(lmc), "decision": decision,
-                     "t0": t0, "t1": t1, "test_error_t0": e0, "test_error_t1": e1, "right": right})
-    return pd.DataFrame(rows)
-
-
-def _best(candidates, value, lowest: bool):
-    """The first candidate with the lowest (or highest) finite value; None if none is finite."""
-    best, best_v = None, None
-    for c in candidates:
-        v = value(c)
-        if v is None or not np.isfinite(v):
-            continue
-        if best is None or (v < best_v if lowest else v > best_v):
-            best, best_v = c, v
-    return best
-
-
-def select_models(candidates, dense_error: dict, alpha_cells: pd.DataFrame, full_cells: pd.DataFrame,
-                  epsilon: float, select_by: str, alpha_epochs: float, full_epochs: float) -> pd.DataFrame:
-    """Algorithm 2 (select_by='test_error') or 2.1 (select_by='cka') for every load, with the
-    baseline (the lowest dense test error) and the grid search (the lowest test error after full
-    retraining) beside it.
-
-    candidates: temperatures in the base study's order (ties: the first wins).
-    dense_error: temperature -> dense test error. alpha_cells: cells after α retraining epochs
-    (lmc, cka, test_error); full_cells: cells after full retraining (test_error, lmc).
-    The baseline's LMC is measured on its α-epoch copies: LMC ≥ ε stops there (α epochs spent);
-    LMC < ε, or no LMC (a diverged baseline), retrains every candidate for α epochs (α·n).
-    Retraining epochs are counted per pruned model (the paper's accounting: 2 vs 160 per candidate)."""
-    if select_by not in SELECT_BY:
-        raise ValueError(f"select_by must be one of {SELECT_BY}, got {select_by!r}")
-    candidates = [float(c) for c in candidates]
-    baseline = _best(candidates, lambda c: dense_error.get(c, math.nan), lowest=True)
-    if baseline is None:
-        raise ValueError("no candidate has a finite dense test error")
-    rows = []
-    for load in sorted(set(full_cells.load)):
-        lmc_b = _at(alpha_cells, baseline, load, "lmc")
-        searched = not (np.isfinite(lmc_b) and lmc_b >= epsilon)
-        ours = baseline
-        if searched:
-            column = "test_error" if select_by == "test_error" else "cka"
-            ours = _best(candidates, lambda c: _at(alpha_cells, c, load, column), lowest=(select_by == "test_error"))
-            ours = baseline if ours is None else ours
-        grid = _best(candidates, lambda c: _at(full_cells, c, load, "test_error"), lowest=True)
-        rows.append({
-            "load": load, "select_by": select_by,
-            "baseline": baseline, "baseline_dense_error": dense_error.get(baseline, math.nan),
-            "baseline_lmc_alpha": lmc_b, "searched": searched,
-            "ours": ours, "grid": grid,
-            "baseline_error": _at(full_cells, baseline, load, "test_error"),
-            "ours_error": _at(full_cells, ours, load, "test_error"),
-            "grid_error": math.nan if grid is None else _at(full_cells, grid, load, "test_error"),
-            "baseline_lmc": _at(full_cells, baseline, load, "lmc"),
-            "ours_lmc": _at(full_cells, ours, load, "lmc"),
-            "grid_lmc": math.nan if grid is None else _at(full_cells, grid, load, "lmc"),
-            "baseline_epochs": 0.0,
-            "ours_epochs": alpha_epochs * (len(candidates) if searched else 1),
-            "grid_epochs": full_epochs * len(candidates),
-        })
-    return pd.DataFrame(rows)
-
-
-def sam_rho_by_cka(cells: pd.DataFrame, small_rho: float, large_rho: float) -> pd.DataFrame:
-    """Per load: the ρ with the highest CKA (the paper's tuning rule; ties: the smaller ρ), the ρ
-    with the lowest test error, and the test errors of a small ρ, a large ρ and the selected ρ."""
-    rows = []
-    for load in sorted(set(cells.load)):
-        rhos = sorted(float(t) for t in set(cells[np.isclose(cells.load, load)].temperature))
-        chosen = _best(rhos, lambda r: _at(cells, r, load, "cka"), lowest=False)
-        best = _best(rhos, lambda r: _at(cells, r, load, "test_error"), lowest=True)
-        err = lambda r: math.nan if r is None else _at(cells, r, load, "test_error")  # noqa: E731
-        rows.append({"load": load, "selected_rho": chosen, "selected_cka": math.nan if chosen is None else
-                     _at(cells, chosen, load, "cka"), "selected_error": err(chosen), "best_rho": best,
-                     "best_error": err(best), "small_rho": small_rho, "small_error": err(small_rho),
-                     "large_rho": large_rho, "large_error": err(large_rho),
-                     "selected_is_best": None if chosen is None or best is None else
-                     bool(err(chosen) <= err(best))})
-    return pd.DataFrame(rows)
-
-
-def summary_lines(case: CaseStudy, table: pd.DataFrame) -> list[str]:
-    """What the case study found, in words (the job's log and the README's demo section)."""
-    out = []
-    if case.algorithm == "temperature":
-        for title, t in table.groupby("panel", sort=False):
-            judged = t[t.right.notna()]
-            out.append(f"{title}: T0 = {fmt(t.t0.iloc[0])} -> {fmt(t.t1.iloc[0])}; raise at "
-                       f"{int((t.decision == 'raise').sum())} of {len(t)} loads; decision right in "
-                       f"{int(judged.right.astype(bool).sum())} of {len(judged)} loads")
-    elif case.algorithm == "selection":
-        for title, t in table.groupby("panel", sort=False):
-            out.append(f"{title} ({t.select_by.iloc[0]}): mean final test error ours {t.ours_error.mean():.4f}, "
-                       f"baseline {t.baseline_error.mean():.4f}, grid search {t.grid_error.mean():.4f}; "
-                       f"ours = grid choice in {int((t.ours == t.grid).sum())} of {len(t)} loads; retraining "
-                       f"epochs ours {t.ours_epochs.sum():g} vs grid search {t.grid_epochs.sum():g}")
-    elif case.algorithm == "sam_rho":
-        judged = table[table.selected_is_best.notna()]
-        out.append(f"ρ by CKA is the best ρ by test error in {int(judged.selected_is_best.astype(bool).sum())} of "
-                   f"{len(judged)} loads; mean test error selected {table.selected_error.mean():.4f}, "
-                   f"best {table.best_error.mean():.4f}")
-    else:
-        for title, t in table.groupby("panel", sort=False):
-            sgd, sam = t[t.optimizer == "SGD"], t[t.optimizer == "SAM"]
-            out.append(f"{title}: mean test error SGD {sgd.test_error.mean():.4f}, SAM {sam.test_error.mean():.4f}; "
-                       f"mean LMC SGD {sgd.lmc.mean():+.4f}, SAM {sam.lmc.mean():+.4f}")
-    return out
-
-
 def case_names_pattern(cases) -> str:
     """The wildcard constraint of the case-study rule: exactly the configured names."""
     return "|".join(re.escape(n) for n in sorted(cases)) or "(?!)"
-
-
-# --- one case study's table from its studies' tables ------------------------------------------
-
-def dense_test_error(path: str) -> float:
-    """A dense checkpoint's test error at the epoch it was saved (the last of its history)."""
-    from .checkpoints import load_torch
-
-    history = load_torch(path).get("history") or []
-    if not history:
-        raise ValueError(f"dense checkpoint {path} has no training history to read its test error from")
-    return float(np.mean(history[-1]["test_error"]))
-
-
-def retrain_epochs(table: pd.DataFrame) -> float:
-    """Retraining epochs one pruned model of a study got (from its per-copy rows)."""
-    return float(table[table.kind == "copy"].epochs.max())
-
-
-def case_table(case: CaseStudy, panels: list[dict]) -> pd.DataFrame:
-    """The case study's result table. panels[i] holds, for case.panels[i]: the cells tables of its
-    studies by role ('grid', 'alpha', 'sgd', 'sam'), 'epsilon' (the base study's lmc_epsilon) and,
-    for selection, 'dense_error' {temperature: error}, 'candidates', 'alpha_epochs', 'full_epochs'."""
-    frames = []
-    for panel, data in zip(case.panels, panels):
-        if case.algorithm == "temperature":
-            t = temperature_decisions(data["grid"], panel.t0, panel.t1, data["epsilon"])
-        elif case.algorithm == "selection":
-            t = select_models(data["candidates"], data["dense_error"], data["alpha"], data["grid"], data["epsilon"],
-                              case.params["select_by"], data["alpha_epochs"], data["full_epochs"])
-        elif case.algorithm == "sam_rho":
-            t = sam_rho_by_cka(data["grid"], case.params["small_rho"], case.params["large_rho"])
-        else:
-            cols = ["temperature", "load", "test_error", "lmc", "cka", "regime"]
-            t = pd.concat([data["sgd"][cols].assign(optimizer="SGD"),
-                           data["sam"][cols].assign(optimizer="SAM", rho=case.params["rho"])], ignore_index=True)
-        frames.append(t.assign(panel=panel.title, base_study=panel.base))
-    table = pd.concat(frames, ignore_index=True)
-    return table[["panel", "base_study", *[c for c in table.columns if c not in ("panel", "base_study")]]]
