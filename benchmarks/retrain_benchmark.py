@@ -46,7 +46,7 @@ from threeregime import landscape, training  # noqa: E402
 from threeregime.data import (CIFAR_MEAN, CIFAR_STD, ArrayDataset, DeviceData, from_arrays,  # noqa: E402
                               load_digits_dataset, load_npz)
 from threeregime.spec.landscape import LandscapeSpec  # noqa: E402
-from threeregime.models import PreResNet, build_network  # noqa: E402
+from threeregime.models import build_network  # noqa: E402
 from threeregime.spec.model import ARCHITECTURES, ModelSpec  # noqa: E402
 from threeregime.pruning import magnitude_masks  # noqa: E402
 from threeregime.training import Engine, build_model  # noqa: E402
@@ -338,7 +338,7 @@ def flops_per_model_epoch(spec: ModelSpec, ds: ArrayDataset, batch: int, dev) ->
     the optimizer step are memory traffic, not counted."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = PreResNet(spec, 1).to(dev)
+    model = build_network(spec, 1).to(dev)  # the benchmarked architecture, not always PreResNet
     x = torch.randn(batch, spec.in_channels, *ds.image_shape[:2], device=dev)
     y = torch.randint(0, spec.num_classes, (batch,), device=dev)
     with FlopCounterMode(display=False) as fwd_bwd:
