@@ -32,7 +32,7 @@ from threeregime.pipeline import device_data  # noqa: E402
 from threeregime.plan import load_plan  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from threeregime.training import Engine  # noqa: E402
+from threeregime.engine import Engine  # noqa: E402
 
 
 def parse_settings(text: str) -> list[tuple[int, int]]:

@@ -49,7 +49,7 @@ from threeregime.spec.landscape import LandscapeSpec  # noqa: E402
 from threeregime.models import build_network  # noqa: E402
 from threeregime.spec.model import ARCHITECTURES, ModelSpec  # noqa: E402
 from threeregime.pruning import magnitude_masks  # noqa: E402
-from threeregime.training import Engine, build_model  # noqa: E402
+from threeregime.engine import Engine, build_model, evaluate, reestimate_bn  # noqa: E402
 from threeregime.spec.train import TrainSpec  # noqa: E402
 
 # The reference grid (config.yaml): 16 temperatures x 9 densities x 3 dense seeds.
@@ -448,13 +448,13 @@ def variant_evalbatch(b: Bench):
     for bs in (100, 250, 500, 1000, 2000):
         eng = replace(b.engine, eval_batch_size=bs)
         m = build_model(b.spec, [b.state], eng)
-        training.evaluate(m, x[:bs], y[:bs], edata, eng)  # warm-up
+        evaluate(m, x[:bs], y[:bs], edata, eng)  # warm-up
         sync(dev)
         t0 = time.perf_counter()
-        training.reestimate_bn(m, x, edata, eng)
+        reestimate_bn(m, x, edata, eng)
         sync(dev)
         t1 = time.perf_counter()
-        training.evaluate(m, x, y, edata, eng)
+        evaluate(m, x, y, edata, eng)
         sync(dev)
         t2 = time.perf_counter()
         log(f"RESULT eval batch {bs:5d}: BN re-estimation {len(y) / (t1 - t0):7.0f} img/s, "

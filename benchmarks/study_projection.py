@@ -45,7 +45,8 @@ from threeregime.study import Study  # noqa: E402
 from threeregime.data import CIFAR_MEAN, CIFAR_STD, DeviceData, from_arrays  # noqa: E402
 from threeregime.models import build_network  # noqa: E402
 from threeregime.spec.model import ModelSpec  # noqa: E402
-from threeregime.training import Engine, train_copies  # noqa: E402
+from threeregime.training import train_copies  # noqa: E402
+from threeregime.engine import Engine  # noqa: E402
 
 # Image counts and classes of the data sets the studies name (train, test, classes).
 SHAPES = {"cifar10": (50000, 10000, 10), "cifar100": (50000, 10000, 100), "svhn": (73257, 26032, 10)}

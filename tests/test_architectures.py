@@ -10,7 +10,8 @@ from threeregime.data import DeviceData, from_arrays
 from threeregime.models import build_network, cat_copies, count_parameters
 from threeregime.spec.model import ARCHITECTURES, ModelSpec
 from threeregime.pruning import apply_masks, magnitude_masks
-from threeregime.training import Engine, train_copies
+from threeregime.training import train_copies
+from threeregime.engine import Engine
 from threeregime.spec.train import TrainSpec
 
 QUIET = dict(log=lambda *a: None)

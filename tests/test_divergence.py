@@ -13,7 +13,8 @@ from threeregime.pipeline import measure_cell, prune_checkpoint, retrain_cell
 from threeregime.checkpoints import save_torch
 from threeregime.regimes import Regimes
 from threeregime.tables import build_tables
-from threeregime.training import DivergedError, Engine
+from threeregime.training import DivergedError
+from threeregime.engine import Engine
 from threeregime.spec.train import TrainSpec
 
 DIGITS = DataSpec("digits", "", False, 1, False)

@@ -17,7 +17,8 @@ import torch
 from threeregime.data import DeviceData, from_arrays
 from threeregime.models import PreResNet
 from threeregime.spec.model import ModelSpec
-from threeregime.training import Engine, train_copies
+from threeregime.training import train_copies
+from threeregime.engine import Engine
 from threeregime.spec.train import TrainSpec
 
 pytestmark = [pytest.mark.gpu,

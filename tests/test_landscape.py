@@ -7,7 +7,7 @@ from threeregime.landscape import interpolate, landscape_metrics, linear_cka, lm
 from threeregime.spec.landscape import LandscapeSpec
 from threeregime.models import PreResNet
 from threeregime.spec.model import ModelSpec
-from threeregime.training import Engine, reestimate_bn
+from threeregime.engine import Engine, reestimate_bn
 
 
 def test_lmc_hand_made_curves():

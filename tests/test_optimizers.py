@@ -12,7 +12,9 @@ from threeregime.data import DeviceData, from_arrays
 from threeregime.models import PreResNet
 from threeregime.spec.model import ModelSpec
 from threeregime.pruning import apply_masks, magnitude_masks
-from threeregime.training import Engine, sam_step, train_copies
+from threeregime.training import train_copies
+from threeregime.engine import Engine
+from threeregime.steps import sam_step
 from threeregime.spec.common import resolve
 from threeregime.spec.train import OPTIMIZERS, OptimizerEntry, TrainSpec
 

@@ -8,7 +8,8 @@ from threeregime.data import DeviceData, from_arrays
 from threeregime.models import PreResNet
 from threeregime.spec.model import ModelSpec
 from threeregime.pruning import apply_masks, magnitude_masks
-from threeregime.training import Engine, to_model_input, train_copies
+from threeregime.training import train_copies
+from threeregime.engine import Engine, to_model_input
 from threeregime.spec.train import TrainSpec
 
 QUIET = dict(log=lambda *a: None)

@@ -41,7 +41,8 @@ from .pipeline import prune_state
 from .pruning import density_of
 from .spec.prune import METHODS
 from .regimes import DEFAULT_CKA_THRESHOLD, DEFAULT_LMC_EPSILON, Regimes
-from .training import Engine, train_copies
+from .training import train_copies
+from .engine import Engine
 from .spec.train import TrainSpec
 
 ADVICE = {

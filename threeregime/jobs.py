@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import torch
-
-from .training import Engine
+if TYPE_CHECKING:  # torch only where a job trains or measures: table and figure jobs skip it
+    from .engine import Engine
 
 
 class JobLog:
@@ -28,7 +28,11 @@ class JobLog:
             self.file.write(line + "\n")
 
 
-def start_job(smk, engine_cfg: dict | None = None) -> tuple[JobLog, Engine]:
+def start_job(smk, engine_cfg: dict | None = None) -> tuple[JobLog, "Engine"]:
+    import torch
+
+    from .engine import Engine
+
     log = JobLog(smk.log[0] if len(smk.log) else None)
     torch.set_num_threads(max(1, int(smk.threads)))
     cfg = engine_cfg or smk.config.get("engine", {})

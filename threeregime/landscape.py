@@ -10,7 +10,7 @@ import torch
 from .data import DeviceData
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec
-from .training import Engine, build_model, evaluate, outputs, reestimate_bn
+from .engine import Engine, build_model, evaluate, outputs, reestimate_bn
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 

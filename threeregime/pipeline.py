@@ -25,7 +25,8 @@ from .spec.data import DataSpec
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec
 from .spec.train import TrainSpec
-from .training import DivergedError, Engine, train_copies
+from .training import DivergedError, train_copies
+from .engine import Engine
 
 LOG_COLUMNS = ("retrain_seed", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error")
 

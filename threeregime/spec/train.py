@@ -23,12 +23,12 @@ class OptimizerEntry:
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
-    "sgd": OptimizerEntry("threeregime.training:build_sgd", "threeregime.training:train_step",
+    "sgd": OptimizerEntry("threeregime.steps:build_sgd", "threeregime.steps:train_step",
                           "SGD with momentum and L2 weight decay"),
     # Adam keeps its step count on the host (capturable=False, the default): eager on GPUs too.
-    "adam": OptimizerEntry("threeregime.training:build_adam", "threeregime.training:train_step",
+    "adam": OptimizerEntry("threeregime.steps:build_adam", "threeregime.steps:train_step",
                            "Adam (default betas, eps), L2 weight decay; momentum unused", graphable=False),
-    "sam": OptimizerEntry("threeregime.training:build_sgd", "threeregime.training:sam_step",
+    "sam": OptimizerEntry("threeregime.steps:build_sgd", "threeregime.steps:sam_step",
                           "SAM (per-copy ascent of size rho) around SGD"),
 }
 
