@@ -1,23 +1,11 @@
-"""Studies: named temperature x load grids, and the identity of every artifact they need.
+"""Studies: named temperature x load grids, resolved from the config into typed cells.
 
 A study (config `studies.<name>`) overrides parts of the shared `defaults` and names one
 temperature axis and one load axis with their values. Each (temperature, load, dense seed)
 cell resolves to a `CellSpec`: the typed hyperparameters of the dense run, its checkpoint,
 the pruning, the retraining and the landscape measurement. Artifacts are keyed by those
 hyperparameters, never by the study's name, so two studies needing the same dense run or
-the same cell share its files:
-
-  results/dense/<run>/seed<s>/<ckpt>.pt                    dense checkpoint (<ckpt>: epoch<e> or final)
-  results/cells/<run>/seed<s>/<ckpt>/<prune>/pruned.pt
-  results/cells/<run>/seed<s>/<ckpt>/<prune>/<retrain>/retrained.pt, retrain_log.csv
-  results/cells/<run>/seed<s>/<ckpt>/<prune>/<retrain>/landscape_<landscape>.json
-  results/studies/<study>/table.parquet, cells.parquet, phase.pdf, phase.png
-
-<run> and <retrain> are a readable prefix plus 8 hex digits of the SHA-256 of the full
-hyperparameters (written beside the artifacts as hparams.json); <prune> (e.g.
-uniform_d0.05) and <landscape> (e.g. p11_bn10000_err10000_cka6400) are readable in full.
-Where the data lives (data.root, data.download) and how jobs run (engine.*) are not part
-of any key.
+the same cell share its files (paths and keys: threeregime/spec/identity.py).
 
 Adding a temperature or load axis is one `Axis` entry in AXES plus its tests.
 """
