@@ -33,6 +33,7 @@ def test_advice_on_a_plain_state_dict(tmp_path, digits_spec, capsys):
     assert rc == 0
     res = json.loads((out / "advice.json").read_text())
     assert res["model"]["depth"] == 8 and res["model"]["width"] == 0.5  # read from the tensors' shapes
+    # the mean of one pair's LMC is that number (float64, exact): approx's default rel 1e-6 is only a guard
     assert len(res["pairs"]) == 1 and res["lmc"] == pytest.approx(res["pairs"][0]["lmc"])
     assert abs(res["achieved_density"] - 0.3) < 0.01 and len(res["test_error"]) == 2
     expected = "missing" if res["lmc"] != res["lmc"] else "I" if res["lmc"] < -0.05 else \

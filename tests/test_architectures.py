@@ -14,6 +14,8 @@ from threeregime.training import train_copies
 from threeregime.engine import Engine
 from threeregime.spec.train import TrainSpec
 
+from tolerance_log import record  # largest differences, with THREEREGIME_TOLERANCE_LOG
+
 QUIET = dict(log=lambda *a: None)
 
 
@@ -78,8 +80,15 @@ def test_fused_copies_match_separate_runs(cifar_small, arch, depth, width):
     for k, seed in enumerate((1, 2, 3)):
         (alone,), ah = train_copies(spec, [init], [seed], data, hp, engine, masks=masks, **QUIET)
         diff = max((fused[k][n] - alone[n]).abs().max().item() for n in names)
+        record(f"max |fused - alone| seed {seed}", diff, 1e-5)
+        # fp32, grouped vs plain convolutions (sums in another order), 2 SGD steps: w rounds once a step (|w| < 2:
+        # <= 1.2e-7) plus lr 0.01 x dg; a ReLU within rounding of 0 can flip, changing one term of a 64*32*32-term
+        # gradient sum (dg <= ~3.4e-5), x 1.9 (momentum over 2 steps) x ~3 (later gradients) -> ~2e-6; 1e-5 (x5)
         assert diff <= 1e-5, (seed, diff)
-        assert abs(fh[0].train_loss[k] - ah[0].train_loss[0]) < 1e-5
+        dloss = abs(fh[0].train_loss[k] - ah[0].train_loss[0])
+        record(f"|train loss fused - alone| seed {seed}", dloss, 1e-5)
+        # loss ~2.3 (ulp 2.4e-7), taken at w before each step where the runs differ by ~1e-7: 1e-5 = 40 ulp
+        assert dloss < 1e-5
         for n, m in masks.items():  # pruned weights stay exactly zero
             assert torch.all(fused[k][n][~m] == 0)
     first = names[0]

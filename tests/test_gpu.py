@@ -53,6 +53,11 @@ def _update_gap(fused: dict, alone: dict, init: dict) -> tuple[float, float]:
     return diff, num / den
 
 
+# fp32 (TF32 off), 3 SGD steps at lr 0.01: as tests/test_training.py's CPU bound, w rounds once a step (<= 1.2e-7)
+# and a ReLU within rounding of 0 may flip (one term of a gradient sum, dg <= ~3.4e-5, x lr x 2.7 momentum x ~3)
+# -> ~3e-6 a flip: 1e-5. bf16 (8-bit mantissa, eps 3.9e-3): a reordered fp32 accumulation may round an activation
+# to the neighbouring bf16 value, 3.9e-3 relative; through ~7 layers forward and back the gradient, hence the
+# update, moves by ~7 x 3.9e-3 = 2.7e-2 of itself: 5e-2 on |fused - alone| / |alone - init|.
 @pytest.mark.parametrize("bf16, channels_last, bound", [(False, False, 1e-5), (False, True, 1e-5),
                                                          (True, True, 5e-2)])
 def test_fused_copies_match_separate_runs_on_cuda(cifar_small, no_tf32, bf16, channels_last, bound):
@@ -96,6 +101,8 @@ def test_landscape_metrics_bf16_agree_with_fp32(cifar_small):
     for p16, p32 in zip(r16["pairs"], r32["pairs"]):
         print(f"pair {p16['seed_a']}-{p16['seed_b']}: LMC bf16 {p16['lmc']:.4f} fp32 {p32['lmc']:.4f}; "
               f"CKA bf16 {p16['cka']:.4f} fp32 {p32['cka']:.4f}")
+        # bf16 moves each logit by ~1e-2 relative: an error fraction changes by the images whose top-two margin
+        # is within that (a few of 640: 0.02 = 13 images); CKA, a smooth function of the probabilities, by O(1e-2)
         assert abs(p16["lmc"] - p32["lmc"]) <= 0.02   # train-error fractions: a few images of 640
         assert abs(p16["cka"] - p32["cka"]) <= 0.02
 
@@ -128,6 +135,9 @@ def test_cuda_graph_training_equals_eager(cifar_small, no_tf32, optimizer, itera
     diff = _max_diff(runs[True][0], runs[False][0])
     print(f"{optimizer} iterations={iterations} bf16={bf16}: max |graph - eager| {diff:.3e}; train loss "
           f"{runs[True][1][-1].train_loss} vs {runs[False][1][-1].train_loss}")
+    # Not a rounding bound: the replay runs the captured kernels of the eager step in the same order, so the
+    # arithmetic is the same; 1e-6 (~10 ulp of |w| < 1) admits only last-bit differences. A different kernel
+    # would show >= 1e-3 in bf16 (eps 3.9e-3) or ~1e-6..1e-5 in fp32 over these 16 steps.
     assert diff <= 1e-6
     losses = [[v for h in runs[g][1] for v in h.train_loss] for g in (True, False)]
     assert losses[0] == pytest.approx(losses[1], abs=1e-6)
@@ -144,4 +154,5 @@ def test_cuda_graph_segmented_run_equals_one_run(cifar_small):
     parts, _ = train_copies(spec, [init], [1], data, hp, engine, start_state=state, **QUIET)
     diff = _max_diff(whole, parts)
     print(f"segmented vs one run with CUDA graphs: max diff {diff:.3e}")
+    # as above: the same kernels in the same order (a fresh capture per segment), so last bits only
     assert diff <= 1e-6

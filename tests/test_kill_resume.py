@@ -97,6 +97,10 @@ KINDS = [("dense", "dense.pt", ".partial/resume.pt"), ("sam", "dense.pt", ".part
 @pytest.mark.parametrize("kill_seed", [0, 1])
 @pytest.mark.parametrize("kind, name, state", KINDS, ids=[k[0] for k in KINDS])
 def test_killed_jobs_resume_bitwise_equal(reference, tmp_path, kill_seed, kind, name, state):
+    """Bitwise: the reference and the killed-and-resumed job run in this environment on this
+    machine, each with one torch thread (the job script sets it) and the same kernels, so every
+    float op repeats in the same order; a resume file keeps every float's bits. Not a claim
+    across CPUs, code paths or thread counts."""
     rng = random.Random(kill_seed)
     ref = reference if kind == "retrain" else reference / kind
     extra = [reference / "pruned.pt"] if kind == "retrain" else []

@@ -32,6 +32,7 @@ def test_global_one_threshold_exact_total():
         kept = torch.cat([w.abs()[masks[n]] for n, w in weights.items()])
         dropped = torch.cat([w.abs()[~masks[n]] for n, w in weights.items()])
         assert kept.min() >= dropped.max()
+        # two integers divided in float64 both ways: the same correctly rounded quotient (1e-12 is only a guard)
         assert abs(density_of(masks) - round(d * total) / total) < 1e-12
     # global differs from uniform: layers keep different fractions
     fr = [m.float().mean().item() for m in magnitude_masks(weights, 0.1, "global").values()]
