@@ -8,7 +8,7 @@ from threeregime.spec.landscape import LandscapeSpec
 from threeregime.models import PreResNet
 from threeregime.spec.model import ModelSpec
 from threeregime.engine import Engine, reestimate_bn
-from tolerance_log import record, record_close  # largest differences, with THREEREGIME_TOLERANCE_LOG
+from tolerance_log import record_close  # largest differences, with THREEREGIME_TOLERANCE_LOG
 
 
 def test_lmc_hand_made_curves():
