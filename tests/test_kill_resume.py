@@ -22,7 +22,8 @@ from threeregime.models import ModelSpec
 from threeregime.pipeline import retrain_cell, train_dense
 from threeregime.spec.data import DataIdentity
 from threeregime.spec.identity import DenseRun
-from threeregime.training import Engine, TrainSpec
+from threeregime.engine import Engine
+from threeregime.spec.train import TrainSpec
 kind, out = sys.argv[1], sys.argv[2]
 data = DataSpec("digits", "", False, 1, False)
 quiet = lambda *a: print(*a, file=sys.stderr)
