@@ -16,6 +16,7 @@ instruction-set caps (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS) and torch's t
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 
@@ -68,3 +69,45 @@ def record_close(quantity: str, a, b, atol: float = 0.0, rtol: float = 0.0) -> N
     bound = atol + rtol * b.abs()
     used = (d / bound).max().item() if bool((bound > 0).all()) else float("inf") if d.max() > 0 else 0.0
     _write(quantity, d.max().item(), rel, f"atol={atol:.1e},rtol={rtol:.1e}", used)
+
+
+def summarize(paths: list[str]) -> str:
+    """A markdown table from the logs of several code paths: one row per test and quantity
+    (seeds, copies and layers folded together), per code path the largest fraction of its
+    tolerance used and the largest absolute difference."""
+    rows: dict[tuple[str, str], dict[str, tuple[float, float, str]]] = {}
+    order: list[str] = []
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) != 7:
+                    continue
+                cpath, test, quantity, abs_diff, _rel, tol, used = parts
+                if cpath not in order:
+                    order.append(cpath)
+                # one row per kind of comparison: seeds, copies and per-parameter names folded
+                quantity = " ".join(re.sub(r"\b(seed|copy) \S+", "", quantity.split(":")[0]).split())
+                key = (test.split("::", 1)[-1], quantity)
+                best = rows.setdefault(key, {}).get(cpath)
+                cand = (float(used), float(abs_diff), tol)
+                if best is None or cand[0] > best[0]:
+                    rows[key][cpath] = cand
+    head = "| test | quantity | tolerance | " + " | ".join(order) + " |"
+    lines = [head, "|" + "---|" * (3 + len(order))]
+    for (test, quantity), per in sorted(rows.items()):
+        tol = next(iter(per.values()))[2]
+        cells = [f"{per[c][0]:.2g} ({per[c][1]:.1e})" if c in per else "-" for c in order]
+        shown = quantity.replace("|", r"\|")  # |a - b| inside a markdown cell
+        lines.append(f"| `{test}` | {shown} | {tol} | " + " | ".join(cells) + " |")
+    worst = {c: max((per[c][0] for per in rows.values() if c in per), default=0.0) for c in order}
+    lines.append("")
+    lines.append("Largest fraction of its tolerance any comparison used, per code path: "
+                 + "; ".join(f"{c}: {w:.2g}" for c, w in worst.items()))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(summarize(sys.argv[1:]), end="")
