@@ -537,9 +537,9 @@ def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> 
     """Checks that need the data set (run when the workflow starts, not on a dry run)."""
     from .data import training_set_size
 
-    sizes = {}
+    sizes = {}  # by DataIdentity key: data.train_fraction makes another training set
     for spec in data_specs:
-        sizes[spec.name] = training_set_size(spec)
-    for what, (name, bs) in batch_sizes.items():
-        if name in sizes and bs > sizes[name]:
-            raise ConfigError(f"{what} = {bs} is larger than the training set ({sizes[name]} images)")
+        sizes[spec.identity.key()] = training_set_size(spec)
+    for what, (key, bs) in batch_sizes.items():
+        if key in sizes and bs > sizes[key]:
+            raise ConfigError(f"{what} = {bs} is larger than the training set ({sizes[key]} images)")
