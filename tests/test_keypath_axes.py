@@ -23,11 +23,17 @@ LR = {"axis": "train.lr", "values": [0.05, 0.1, 0.2], "hotter": "higher"}
 DENSITY = {"axis": "density", "values": [0.1, 0.5]}
 
 
-def with_study(study: dict, base=REFERENCE) -> dict:
-    """The reference config plus a study `s` (on the reference defaults)."""
-    cfg = copy.deepcopy(base)
-    cfg["studies"]["s"] = study
+def with_study(study: dict) -> dict:
+    """The reference defaults with two studies: Figure 2's grid and `study` named `s` (planning
+    the whole reference config for each case would take seconds)."""
+    cfg = {k: copy.deepcopy(v) for k, v in REFERENCE.items() if k not in ("figures", "case_studies")}
+    cfg["studies"] = {"epochs_density": copy.deepcopy(REFERENCE["studies"]["epochs_density"]), "s": study}
     return cfg
+
+
+def figure2():
+    return studies(with_study({"temperature": {"axis": "epochs", "values": [160]}, "load": DENSITY}))[0][
+        "epochs_density"]
 
 
 def resolved(study: dict):
@@ -61,7 +67,7 @@ def test_a_key_path_temperature_is_one_dense_run_per_value():
     assert len({r.key for r in runs.values()}) == 3
     assert {s.cell(t, 0.1, 1).ckpt for t in s.temperatures} == {"epoch160"}  # each run's last checkpoint
     # lr 0.1 is the default: the very run (and cell) the reference epochs x density grid makes at 160 epochs
-    fig2 = studies(REFERENCE)[0]["epochs_density"]
+    fig2 = figure2()
     assert s.cell(0.1, 0.1, 1) == fig2.cell(160, 0.1, 1)
     # the retraining is not touched by the dense lr
     assert {s.cell(t, 0.1, 1).retrain.key for t in s.temperatures} == {fig2.base.retrain.key}
@@ -80,7 +86,7 @@ def test_a_key_path_changes_only_its_own_part_of_a_cell():
     assert path.cell(40, 2, 1) == named.cell(40, 2, 1) and path.load.label == "Load (model.width)"
     dens = resolved({"temperature": {"axis": "epochs", "values": [40]}, "load": {"axis": "prune.density",
                                                                                   "values": [0.1]}})
-    assert dens.cell(40, 0.1, 1) == studies(REFERENCE)[0]["epochs_density"].cell(40, 0.1, 1)
+    assert dens.cell(40, 0.1, 1) == figure2().cell(40, 0.1, 1)
     # a load over a train key keeps the epochs axis' checkpoint: the run changes, not the epoch
     wd = resolved({"temperature": {"axis": "epochs", "values": [40, 160]},
                    "load": {"axis": "train.weight_decay", "values": [0.0, 0.0005]}})
@@ -98,7 +104,7 @@ def test_train_fraction_is_a_load_with_its_own_data_identity():
                   "load": {"axis": "data.train_fraction", "values": [0.25, 0.5, 1]}})
     runs = [s.cell(160, f, 1).run for f in s.loads]
     assert [r.key.split("_")[0] for r in runs] == ["cifar10-f0.25", "cifar10-f0.5", "cifar10"]
-    assert runs[2] == studies(REFERENCE)[0]["epochs_density"].base.run  # the whole set: the reference run
+    assert runs[2] == figure2().base.run  # the whole set: the reference run
     assert "train_fraction" in runs[0].as_dict()["data"] and "train_fraction" not in runs[2].as_dict()["data"]
     # where each data set lives: the index (Snakefile) and data_locations (jobs) agree, with the fraction
     plan = plan_of(with_study({"temperature": {"axis": "epochs", "values": [160]},
