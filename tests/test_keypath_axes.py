@@ -15,7 +15,7 @@ from conftest import ROOT
 from test_data_sets import write_image_folder
 from test_workflow import TINY_STUDY, job_counts, smk, tiny, write_config
 from threeregime.plan import plan_of
-from threeregime.spec.common import ConfigError, deep_merge
+from threeregime.spec.common import deep_merge
 from threeregime.study import AXES, axis_named, data_locations, key_paths, studies
 
 REFERENCE = yaml.safe_load((ROOT / "config.yaml").read_text())
