@@ -15,7 +15,7 @@ from conftest import ROOT
 from test_data_sets import write_image_folder
 from test_workflow import TINY_STUDY, job_counts, smk, tiny, write_config
 from threeregime.plan import plan_of
-from threeregime.spec.common import deep_merge
+from threeregime.spec.common import ConfigError, deep_merge
 from threeregime.study import AXES, axis_named, data_locations, key_paths, studies
 
 REFERENCE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -142,9 +142,22 @@ def test_bad_key_path_temperatures_name_the_key(axis, message):
     ({"axis": "train.lr", "values": [0.1], "hotter": "higher"}, "load.hotter: only a temperature axis"),
     ({"axis": "model.depth", "values": [21]}, "studies.s.model.depth: model.depth of preresnet must be 6n"),
     ({"axis": "model.kwargs.width", "values": [2]}, "model.kwargs.<name> is an argument of a model factory"),
+    # the data key in paths does not name the augmentation: jobs could not tell the values apart
+    ({"axis": "data.crop_padding", "values": [0, 4]}, "'data.crop_padding' is not the key path"),
 ])
 def test_bad_key_path_loads_name_the_key(axis, message):
     assert re.search(message, refused({"temperature": {"axis": "epochs", "values": [40]}, "load": axis}))
+
+
+def test_two_augmentations_of_one_data_set_are_refused():
+    """Jobs find where their data lives (and how it is augmented) by the data key of a run's
+    path, which names no augmentation: two studies that augment CIFAR-10 differently would
+    silently share one setting, so the config is refused."""
+    cfg = with_study({"temperature": {"axis": "epochs", "values": [160]}, "load": DENSITY,
+                      "data": {"crop_padding": 2}})
+    with pytest.raises(ConfigError, match="studies.s: data set .*'crop_padding': 2.* same data key 'cifar10' "
+                                          ".*give every study on one data set the same data.crop_padding"):
+        studies(cfg)
 
 
 def test_labels_and_the_axes_tables_record():

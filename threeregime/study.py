@@ -21,7 +21,7 @@ from typing import Callable
 
 from .regimes import Regimes
 from .spec.common import ConfigError, deep_merge, fmt, whole
-from .spec.data import IMAGEFOLDER, IMAGEFOLDER_SIZE, DataIdentity, DataSpec, check_image_folder
+from .spec.data import IMAGEFOLDER, DataIdentity, DataSpec, check_image_folder
 from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec
@@ -117,7 +117,9 @@ KEY_PATH_SECTIONS: dict[str, tuple[type, Callable, Callable]] = {
     "data": (DataIdentity, lambda c: c.run.data, lambda c, d: _with_run(c, replace(c.run, data=d))),
     "prune": (PruneSpec, lambda c: c.prune, lambda c, p: replace(c, prune=p)),
 }
-NOT_HYPERPARAMETERS = {"model.in_channels", "model.num_classes"}  # the data's shape, filled in by the job
+# Not axes: the data's shape (filled in by the job), and the augmentation, which the data key
+# in a run's path does not name (jobs find where their data lives by that key).
+NOT_HYPERPARAMETERS = {"model.in_channels", "model.num_classes", "data.crop_padding"}
 HOTTER = {"higher": "high", "lower": "low"}  # a study's `hotter:` -> Axis.hotter
 
 
@@ -296,8 +298,8 @@ def train_spec(section: dict, key: str) -> TrainSpec:
 
 
 def data_spec(data: dict) -> DataSpec:
-    """The data section as a DataSpec (an imagefolder's image_size defaults to IMAGEFOLDER_SIZE)."""
-    size = data.get("image_size", IMAGEFOLDER_SIZE if data["name"] == IMAGEFOLDER else 0)
+    """The data section as a DataSpec (an imagefolder's image_size defaults to 32: DataSpec)."""
+    size = data.get("image_size", 0)
     return DataSpec(data["name"], data.get("root", "data"), bool(data.get("download", False)),
                     whole(data.get("crop_padding", 4), "data.crop_padding"), bool(data.get("hflip", True)),
                     whole(size, "data.image_size"), float(data.get("train_fraction", 1)))
@@ -480,8 +482,17 @@ def usable_study(all_studies: dict[str, Study], broken: dict[str, str], name: st
 def _check_collisions(all_studies: dict[str, Study]) -> None:
     """Two different specs must never share a path (e.g. densities equal to 6 digits)."""
     seen: dict[str, tuple] = {}
+    data_sets: dict[str, tuple] = {}
     for s in all_studies.values():
         for t, l, c in s.cells():
+            # Jobs find where their data lives by the data key in a run's path: one key, one data set.
+            ident = c.run.data.as_dict()
+            other, other_study = data_sets.setdefault(c.run.data.key(), (ident, s.name))
+            if other != ident:
+                raise ConfigError(f"studies.{s.name}: data set {ident} and {other} (study {other_study}) have the "
+                                  f"same data key {c.run.data.key()!r} in paths, which does not name the "
+                                  f"augmentation: give every study on one data set the same data.crop_padding "
+                                  f"and data.hflip")
             for path, ident in ((c.dense_path, c.run.as_dict()), (c.cell_dir, (c.run.as_dict(), asdict(c.prune)))):
                 ident = json.dumps(ident, sort_keys=True, default=str)
                 if seen.setdefault(path, (ident, s.name))[0] != ident:

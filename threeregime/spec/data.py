@@ -63,6 +63,8 @@ class DataSpec:
     train_fraction: float = 1.0    # the part of the training set kept (seeded, stratified by class)
 
     def __post_init__(self):
+        if self.name == IMAGEFOLDER and not self.image_size:
+            object.__setattr__(self, "image_size", IMAGEFOLDER_SIZE)
         _check_identity(self.name, self.image_size, self.train_fraction)
 
     @property
@@ -163,38 +165,45 @@ def check_image_folder(root: str, key: str = "data.root") -> FolderListing:
     if not os.path.isdir(root):
         what = "is a file, not a folder" if os.path.exists(root) else "does not exist"
         raise ConfigError(f"{key}: {root!r} {what}; {layout}: point {key} at that folder")
-    return _listing(os.path.abspath(root), _signature(os.path.abspath(root)), key, layout)
+    try:
+        return _listing(os.path.abspath(root), _signature(os.path.abspath(root)))
+    except _LayoutError as e:
+        raise ConfigError(f"{key}: {str(e).replace('{layout}', layout)}") from None
 
 
-@lru_cache(maxsize=32)
-def _listing(root: str, signature: tuple, key: str, layout: str) -> FolderListing:
+class _LayoutError(ValueError):
+    """What is wrong with a folder's layout, without the config key (added by check_image_folder)."""
+
+
+@lru_cache(maxsize=32)  # a folder is listed once per planning, however many studies read it
+def _listing(root: str, signature: tuple) -> FolderListing:
     classes_of = {}
     for split in SPLITS:
         d = os.path.join(root, split)
         if not os.path.isdir(d):
             why = " (the held-out images every error and the LMC are measured on)" if split == "test" else ""
-            raise ConfigError(f"{key}: {root!r} has no {split}/ folder{why}; {layout}. Add {split}/ with one "
-                              f"folder per class")
+            raise _LayoutError(f"{root!r} has no {split}/ folder{why}; {{layout}}. Add {split}/ with one "
+                               f"folder per class")
         classes_of[split] = sorted(e.name for e in os.scandir(d) if e.is_dir())
     classes = classes_of["train"]
     if len(classes) < 2:
-        raise ConfigError(f"{key}: {root}/train has {len(classes)} class folder(s) {classes}; a classification "
-                          f"data set needs at least 2 (one folder per class: {layout})")
+        raise _LayoutError(f"{root}/train has {len(classes)} class folder(s) {classes}; a classification "
+                           f"data set needs at least 2 (one folder per class: {{layout}})")
     if classes_of["test"] != classes:
         only_train = sorted(set(classes) - set(classes_of["test"]))
         only_test = sorted(set(classes_of["test"]) - set(classes))
-        raise ConfigError(f"{key}: the test classes must be the training classes (the class list is taken from "
-                          f"train/); only in train/: {only_train}, only in test/: {only_test}. Give both splits "
-                          f"the same class folders")
+        raise _LayoutError(f"the test classes must be the training classes (the class list is taken from "
+                           f"train/); only in train/: {only_train}, only in test/: {only_test}. Give both splits "
+                           f"the same class folders")
     files = {}
     for split in SPLITS:
         pairs = []
         for i, c in enumerate(classes):
             found = _images_under(os.path.join(root, split, c))
             if not found:
-                raise ConfigError(f"{key}: the class folder {root}/{split}/{c} holds no image (files ending "
-                                  f"{', '.join(IMAGE_EXTENSIONS)}); add its images or remove the class from "
-                                  f"both splits")
+                raise _LayoutError(f"the class folder {root}/{split}/{c} holds no image (files ending "
+                                   f"{', '.join(IMAGE_EXTENSIONS)}); add its images or remove the class from "
+                                   f"both splits")
             pairs += [(os.path.relpath(p, root), i) for p in found]
         files[split] = tuple(pairs)
     return FolderListing(root, tuple(classes), files)
