@@ -15,7 +15,7 @@ from conftest import ROOT
 from test_data_sets import write_image_folder
 from test_workflow import TINY_STUDY, job_counts, smk, tiny, write_config
 from threeregime.plan import plan_of
-from threeregime.spec.common import ConfigError, deep_merge
+from threeregime.spec.common import deep_merge
 from threeregime.study import AXES, axis_named, data_locations, key_paths, studies
 
 REFERENCE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -149,17 +149,6 @@ def test_bad_key_path_loads_name_the_key(axis, message):
     assert re.search(message, refused({"temperature": {"axis": "epochs", "values": [40]}, "load": axis}))
 
 
-def test_two_augmentations_of_one_data_set_are_refused():
-    """Jobs find where their data lives (and how it is augmented) by the data key of a run's
-    path, which names no augmentation: two studies that augment CIFAR-10 differently would
-    silently share one setting, so the config is refused."""
-    cfg = with_study({"temperature": {"axis": "epochs", "values": [160]}, "load": DENSITY,
-                      "data": {"crop_padding": 2}})
-    with pytest.raises(ConfigError, match="studies.s: data set .*'crop_padding': 2.* same data key 'cifar10' "
-                                          ".*give every study on one data set the same data.crop_padding"):
-        studies(cfg)
-
-
 def test_labels_and_the_axes_tables_record():
     s = resolved({"temperature": {**LR, "label": "Temperature (learning rate)"},
                   "load": {**DENSITY, "label": "Load (kept weights)"}})
@@ -226,6 +215,13 @@ def test_image_folder_study_with_lr_as_temperature_end_to_end(tmp_path):
     assert len(cells) == 4 and set(cells.regime) <= {"I", "II-A", "II-B"}
     assert sorted(set(cells.temperature)) == [0.05, 0.2] and set(cells.temperature_axis) == {"train.lr"}
     assert (root / "phase.pdf").stat().st_size > 10_000 and (root / "phase.png").read_bytes()[:4] == b"\x89PNG"
+    # the data's shape reached the networks: 1 input channel, 3 classes, one dense run per lr
+    from threeregime.checkpoints import load_torch
+
+    dense = sorted((tmp_path / "results" / "dense").glob("*/seed1/epoch1.pt"))
+    assert len(dense) == 2 and all(p.parts[-3].startswith("imagefolder-shapes-16px_preresnet8") for p in dense)
+    specs = [load_torch(str(p))["spec"] for p in dense]
+    assert {(s["in_channels"], s["num_classes"]) for s in specs} == {(1, 3)}
     # the folder was decoded once into results/data, as 1-channel 16x16 images
     cached = list((tmp_path / "results" / "data").glob("imagefolder-shapes-16px-*.npz"))
     assert len(cached) == 1

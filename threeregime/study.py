@@ -177,10 +177,10 @@ def key_path_axis(path: str, kind: str, where: str) -> Axis:
         arg = name[len("kwargs."):]
 
         def apply(cell, v):
+            # A factory's argument: whole numbers are ints (2 and 2.0 are one run), others floats.
             m = get(cell)
             v = int(v) if float(v).is_integer() else float(v)
             return put(cell, replace(m, kwargs={**(m.kwargs or {}), arg: v}))
-        # A factory's argument: whole numbers stay ints (2 and 2.0 are one run), others floats.
         return Axis(path, kind, f"{kind.capitalize()} ({path})", apply)
     field_of = {f.name: f for f in fields(cls)}
     f = field_of.get(name)
@@ -482,17 +482,8 @@ def usable_study(all_studies: dict[str, Study], broken: dict[str, str], name: st
 def _check_collisions(all_studies: dict[str, Study]) -> None:
     """Two different specs must never share a path (e.g. densities equal to 6 digits)."""
     seen: dict[str, tuple] = {}
-    data_sets: dict[str, tuple] = {}
     for s in all_studies.values():
         for t, l, c in s.cells():
-            # Jobs find where their data lives by the data key in a run's path: one key, one data set.
-            ident = c.run.data.as_dict()
-            other, other_study = data_sets.setdefault(c.run.data.key(), (ident, s.name))
-            if other != ident:
-                raise ConfigError(f"studies.{s.name}: data set {ident} and {other} (study {other_study}) have the "
-                                  f"same data key {c.run.data.key()!r} in paths, which does not name the "
-                                  f"augmentation: give every study on one data set the same data.crop_padding "
-                                  f"and data.hflip")
             for path, ident in ((c.dense_path, c.run.as_dict()), (c.cell_dir, (c.run.as_dict(), asdict(c.prune)))):
                 ident = json.dumps(ident, sort_keys=True, default=str)
                 if seen.setdefault(path, (ident, s.name))[0] != ident:
