@@ -202,7 +202,8 @@ def test_image_folder_study_with_lr_as_temperature_end_to_end(tmp_path):
                        size=(20, 20), mode="L")
     study = deep_merge(TINY_STUDY, {
         "temperature": {"axis": "train.lr", "values": [0.05, 0.2], "hotter": "higher", "label": "learning rate"},
-        "load": {"axis": "density", "values": [0.2, 0.6]},
+        "load": {"axis": "density", "values": [0.5]},
+        "seeds": {"dense": [1], "retrain": [1, 2]},
         "data": {"name": "imagefolder", "root": "shapes", "image_size": 16},
         "train": {"epochs": 1, "milestones": [], "checkpoint_every": 1, "batch_size": 16},
         "retrain": {"epochs": 1, "milestones": [], "batch_size": 16},
@@ -212,7 +213,7 @@ def test_image_folder_study_with_lr_as_temperature_end_to_end(tmp_path):
     smk("-d", str(tmp_path), "--configfile", write_config(tmp_path, cfg), "--cores", "2")
     root = tmp_path / "results" / "studies" / "shapes"
     cells = pd.read_parquet(root / "cells.parquet")
-    assert len(cells) == 4 and set(cells.regime) <= {"I", "II-A", "II-B"}
+    assert len(cells) == 2 and set(cells.regime) <= {"I", "II-A", "II-B"} and cells.lmc.notna().all()
     assert sorted(set(cells.temperature)) == [0.05, 0.2] and set(cells.temperature_axis) == {"train.lr"}
     assert (root / "phase.pdf").stat().st_size > 10_000 and (root / "phase.png").read_bytes()[:4] == b"\x89PNG"
     # the data's shape reached the networks: 1 input channel, 3 classes, one dense run per lr
