@@ -120,15 +120,12 @@ def test_registry_names_match_the_config_schema(repo_root):
 
 def test_the_torchvision_sets_named_take_a_train_flag():
     """spec.data.TORCHVISION_SETS is written out (planning imports no torchvision): each one
-    exists in the pinned torchvision and its constructor takes train= (QMNIST through **kwargs
-    to MNIST's)."""
+    exists in the pinned torchvision and its constructor takes train= and download=."""
     import inspect
 
     for name in TORCHVISION_SETS:
-        cls = getattr(torchvision.datasets, name)
-        params = set(inspect.signature(cls.__init__).parameters) | set(inspect.signature(
-            torchvision.datasets.MNIST.__init__).parameters if issubclass(cls, torchvision.datasets.MNIST) else ())
-        assert "train" in params, name
+        params = inspect.signature(getattr(torchvision.datasets, name).__init__).parameters
+        assert "train" in params and "download" in params, name
     with pytest.raises(ConfigError, match="'torchvision:SVHN' is not a torchvision classification set with a train "
                                           "split; allowed: .*'torchvision:FashionMNIST'"):
         DataSpec("torchvision:SVHN")
@@ -169,6 +166,27 @@ def test_mnist_family_idx_files_load_as_one_channel(tmp_path, name):
     assert spec.identity.key() == f"torchvision-{name}"
 
 
+def test_torchvision_cifar10_and_usps_through_the_generic_path(tmp_path, monkeypatch):
+    written = write_cifar(tmp_path / "c", monkeypatch, "cifar10", np.random.default_rng(9))
+    ds = load_dataset(DataSpec("torchvision:CIFAR10", str(tmp_path / "c")))
+    assert np.array_equal(ds.x_train, _as_nhwc(written["train"][0])) and ds.num_classes == 10
+    assert ds.mean != CIFAR_MEAN  # the training images' own statistics, not the reference constants
+    # USPS: bz2 text files, "label index:value ..." with labels 1..10 and values in [-1, 1]
+    import bz2
+
+    rng = np.random.default_rng(10)
+    written = {}
+    for fname, n in (("usps.bz2", 5), ("usps.t.bz2", 3)):
+        values, labels = rng.uniform(-1, 1, (n, 256)), rng.integers(1, 11, n)
+        lines = [f"{y} " + " ".join(f"{i + 1}:{v:.6f}" for i, v in enumerate(row)) for y, row in zip(labels, values)]
+        (tmp_path / fname).write_bytes(bz2.compress(("\n".join(lines) + "\n").encode()))
+        written[fname] = (((values.astype(np.float32) + 1) / 2 * 255).astype(np.uint8).reshape(n, 16, 16, 1),
+                          labels - 1)
+    ds = load_dataset(DataSpec("torchvision:USPS", str(tmp_path), crop_padding=0, hflip=False))
+    assert np.array_equal(ds.x_train, written["usps.bz2"][0]) and np.array_equal(ds.y_test, written["usps.t.bz2"][1])
+    assert ds.image_shape == (16, 16, 1)
+
+
 def test_absent_torchvision_set_says_how_to_fix_without_downloading(tmp_path):
     spec = DataSpec("torchvision:FashionMNIST", str(tmp_path))
     with pytest.raises(DataError, match="torchvision:FashionMNIST not found under data.root .* data.download: true"):
@@ -176,6 +194,8 @@ def test_absent_torchvision_set_says_how_to_fix_without_downloading(tmp_path):
     with pytest.raises(DataError, match="data.download: true"):
         training_set_size(spec)
     assert not any(tmp_path.iterdir())  # nothing was fetched
+    with pytest.raises(DataError, match="torchvision:USPS not found under data.root .* data.download: true"):
+        load_dataset(DataSpec("torchvision:USPS", str(tmp_path)))
 
 
 # --- imagefolder ------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def _torchvision_set(spec: DataSpec, cls, **kw):
     """One split of a torchvision data set under data.root, downloaded only when data.download is true."""
     try:
         return cls(spec.root, download=spec.download, **kw)
-    except RuntimeError as e:
+    except (RuntimeError, FileNotFoundError) as e:  # USPS opens its file without checking first
         if spec.download:
             raise
         raise DataError(f"{spec.name} not found under data.root = {spec.root!r} ({e}). "
@@ -163,8 +163,6 @@ def _torchvision_arrays(ds, where: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = as_array(ds.data), as_array(ds.targets)
     if x.ndim == 3:
         x = x[..., None]
-    if y.ndim == 2:  # QMNIST keeps 8 columns of metadata per image, the class first
-        y = y[:, 0]
     if x.dtype != np.uint8:
         raise DataError(f"{where}: torchvision holds its images as {x.dtype}, not uint8 images")
     return np.ascontiguousarray(x), y.astype(np.int64)

@@ -28,7 +28,7 @@ class DataError(RuntimeError):
 TORCHVISION = "torchvision:"
 # torchvision's classification sets whose constructor takes `train=` (the split), checked
 # against torchvision itself in tests/test_data_sets.py.
-TORCHVISION_SETS = ("MNIST", "FashionMNIST", "KMNIST", "QMNIST", "USPS", "CIFAR10", "CIFAR100")
+TORCHVISION_SETS = ("MNIST", "FashionMNIST", "KMNIST", "USPS", "CIFAR10", "CIFAR100")
 IMAGEFOLDER = "imagefolder"
 IMAGEFOLDER_SIZE = 32  # data.image_size of an imagefolder set when the config gives none
 SPLITS = ("train", "test")
