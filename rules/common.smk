@@ -72,10 +72,10 @@ onstart:
     for wc in jobs:
         if "run" in wc.keys():
             run = INDEX.run(wc["run"])
-            batches[f"train.batch_size of {wc['run']}"] = (run.data.name, run.train.batch_size)
+            batches[f"train.batch_size of {wc['run']}"] = (run.data.key(), run.train.batch_size)
             if "retrain" in wc.keys():
                 bs = INDEX.retrain(wc["retrain"]).train.batch_size
-                batches[f"retrain.batch_size of {wc['retrain']}"] = (run.data.name, bs)
+                batches[f"retrain.batch_size of {wc['retrain']}"] = (run.data.key(), bs)
     if ENGINE["device"] == "cuda" and workflow.local_exec and runs:
         import torch
 

@@ -49,6 +49,8 @@ def test_advice_on_a_plain_state_dict(tmp_path, digits_spec, capsys):
     (["{ckpt}", "--density", "0"], r"\(0, 1\]"),
     (["{other}", "--density", "0.1"], "not a supported architecture"),
     (["{ckpt}", "--density", "0.1", "--data", "npz", "--data-root", "nowhere.npz"], "nowhere.npz"),
+    (["{ckpt}", "--density", "0.1", "--data", "imagefolder", "--data-root", "nowhere"], "'nowhere' does not exist"),
+    (["{ckpt}", "--density", "0.1", "--data", "torchvision:SVHN"], "not a torchvision classification set"),
 ])
 def test_bad_input_is_named(tmp_path, digits_spec, capsys, args, message):
     ckpt = plain_state_dict(tmp_path, digits_spec)

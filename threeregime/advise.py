@@ -159,8 +159,12 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="dense checkpoint (.pt): this project's, or a PreResNet state dict")
     p.add_argument("--density", type=float, required=True, help="fraction of convolution weights kept, in (0, 1]")
-    p.add_argument("--data", required=True, choices=["cifar10", "cifar100", "svhn", "digits", "npz"])
-    p.add_argument("--data-root", default="data", help="torchvision root, or the .npz file for --data npz")
+    p.add_argument("--data", required=True, help="cifar10, cifar100, svhn, digits, npz, imagefolder or "
+                   "torchvision:<Class> (README \"Your own data\")")
+    p.add_argument("--data-root", default="data", help="torchvision root, the .npz file for --data npz, or the "
+                   "folder holding train/ and test/ for --data imagefolder")
+    p.add_argument("--image-size", type=int, default=0, help="--data imagefolder: images resized to this square "
+                   "size (default 32)")
     p.add_argument("--crop-padding", type=int, default=4, help="retraining augmentation: RandomCrop padding")
     p.add_argument("--no-hflip", action="store_true", help="retraining augmentation: no horizontal flips")
     p.add_argument("--epochs", type=int, default=160, help="retraining epochs per copy (lr x0.1 at 50 %% and 75 %%)")
@@ -195,7 +199,7 @@ def main(argv=None) -> int:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         engine = Engine.auto(device)
-        data_spec = DataSpec(a.data, a.data_root, False, a.crop_padding, not a.no_hflip)
+        data_spec = DataSpec(a.data, a.data_root, False, a.crop_padding, not a.no_hflip, a.image_size)
         landscape = LandscapeSpec(points=11, bn_samples=a.samples, error_samples=a.samples,
                                   cka_samples=min(a.samples, 6400) if a.samples else 6400)
         result = advise(state, spec, data_spec, a.density, retrain, list(a.seeds), engine, landscape, a.epsilon,

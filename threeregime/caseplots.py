@@ -24,13 +24,13 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from .plots import _save  # noqa: E402
 from .spec.common import fmt, resolve  # noqa: E402
-from .study import AXES  # noqa: E402
+from .study import axis_named  # noqa: E402
 
 SGD_COLOUR, SAM_COLOUR = "tab:blue", "tab:orange"
 
 
 def _loads(ax, loads, load_axis: str, label: bool = True):
-    axis = AXES[load_axis]
+    axis = axis_named(load_axis, "load")
     ax.set_xticks(range(len(loads)), [axis.tick(v) for v in loads])
     ax.set_xlim(-0.6, len(loads) - 0.4)
     if label:
@@ -60,7 +60,7 @@ def temperature_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png
     for j, (name, meta) in enumerate(zip(panels, info)):
         t = table[table.panel == name].sort_values("load")
         x = np.arange(len(t))
-        t_axis = AXES[meta["temperature_axis"]]
+        t_axis = axis_named(meta["temperature_axis"], "temperature")
         top, bottom = axes[0, j], axes[1, j]
         top.plot(x, t.lmc, "o-", color="black", markersize=5)
         top.axhline(meta["epsilon"], color="tab:red", linestyle="--", linewidth=1, label=f"ε = {meta['epsilon']:g}")
@@ -108,7 +108,7 @@ def selection_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_p
                    linewidths=2, label="baseline (lowest dense test error)", zorder=3)
         ax.scatter(x, _pct(t.ours_error), marker="s", s=60, facecolors="none",
                    edgecolors=cmap(norm(t.ours_lmc.astype(float))), linewidths=2, label="ours", zorder=4)
-        t_axis = AXES[meta["temperature_axis"]]
+        t_axis = axis_named(meta["temperature_axis"], "temperature")
         ax.set_title(f"selecting {t_axis.name} among {len(meta['candidates'])} dense models\nretraining epochs: ours "
                      f"{t.ours_epochs.sum():g}, grid search {t.grid_epochs.sum():g}", fontsize=10)
         ax.set_ylabel("Final test error (%)" if j == 0 else "")
@@ -126,7 +126,7 @@ def sam_vs_sgd_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_
     fig, axes = plt.subplots(3, len(panels), figsize=(max(7.5, 4.2 * len(panels) + 0.4), 7.8), layout="constrained",
                              squeeze=False, sharex="col")
     for j, (name, meta) in enumerate(zip(panels, info)):
-        t_axis = AXES[meta["temperature_axis"]]
+        t_axis = axis_named(meta["temperature_axis"], "temperature")
         t = table[table.panel == name]
         temps = sorted(set(t.temperature))
         for opt, colour in (("SGD", SGD_COLOUR), ("SAM", SAM_COLOUR)):
@@ -170,13 +170,13 @@ def sam_rho_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png_pat
         for colour, (load, rho) in zip(colours, zip(t.load, t.selected_rho)):
             c = cells[np.isclose(cells.load, load)].sort_values("temperature")
             b.plot(c.temperature, c.cka, "o-", color=colour, markersize=4,
-                   label=f"{AXES[meta['load_axis']].tick(load)}")
+                   label=f"{axis_named(meta['load_axis'], 'load').tick(load)}")
             sel = c[np.isclose(c.temperature, rho)] if rho is not None and pd.notna(rho) else c.iloc[:0]
             b.plot(sel.temperature, sel.cka, "*", color="black", markersize=14, zorder=5)
     b.set_xlabel("SAM ρ")
     b.set_ylabel("CKA")
     b.set_title("(b) CKA against ρ; ★ = the selected ρ", fontsize=10)
-    b.legend(fontsize=8, title=AXES[meta["load_axis"]].label, title_fontsize=8)
+    b.legend(fontsize=8, title=axis_named(meta["load_axis"], "load").label, title_fontsize=8)
     b.grid(True, alpha=0.3)
     fig.suptitle(title or "Tuning SAM's ρ by CKA", fontsize=12)
     _save(fig, pdf_path, png_path)

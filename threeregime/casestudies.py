@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Union
 
 from .spec.common import ConfigError, deep_merge, digest, fmt
-from .study import AXES, Axis
+from .study import Axis, study_axis
 
 Ref = Union[str, Callable]  # "package.module:attribute", resolved with threeregime.spec.common.resolve
 
@@ -199,7 +199,7 @@ def _derive_temperature(c: PanelContext) -> Derived:
     t1 = hotter_step(c.raw["temperature"]["values"], t0, steps, c.t_axis.hotter, c.pw)
     # T0 and T0 + ΔT in the base study's order (so a base grid of just these two is reused whole)
     kept = [v for v in c.raw["temperature"]["values"] if float(v) in (t0, t1)]
-    return Derived({"grid": {**c.raw, "temperature": {"axis": c.t_axis.name, "values": kept}}}, t0, t1)
+    return Derived({"grid": {**c.raw, "temperature": {**c.raw["temperature"], "values": kept}}}, t0, t1)
 
 
 def _derive_selection(c: PanelContext) -> Derived:
@@ -347,10 +347,11 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
         if base not in all_studies:
             raise ConfigError(f"{pw}.study: no study named {base!r}; studies: {sorted(all_studies)}")
         raw = _with_load(all_studies[base], p.get("load"))
-        t_axis = AXES.get(raw["temperature"]["axis"])
-        l_axis = AXES.get(raw["load"]["axis"])
-        if t_axis is None or l_axis is None:
-            raise ConfigError(f"{pw}: the base study {base!r} has an unknown axis")
+        try:
+            t_axis = study_axis(raw["temperature"], "temperature", f"studies.{base}.temperature")
+            l_axis = study_axis(raw["load"], "load", f"studies.{base}.load")
+        except ConfigError as e:
+            raise ConfigError(f"{pw}: the base study {base!r} has an unknown axis ({e})") from None
         title = p.get("title") or f"T_{t_axis.name} × L_{l_axis.name}"
         d = entry.derive(PanelContext(where, pw, p, base, raw, t_axis, l_axis, params))
         if tuple(d.roles) != entry.roles:  # a bug in the entry, not a config error

@@ -31,8 +31,11 @@ from .engine import Engine
 LOG_COLUMNS = ("retrain_seed", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error")
 
 
+DATA_CACHE = "results/data"  # decoded image folders (threeregime.data.load_image_folder), beside the results
+
+
 def device_data(spec: DataSpec, engine: Engine, augment: bool):
-    ds = load_dataset(spec)
+    ds = load_dataset(spec, cache=DATA_CACHE)
     data = DeviceData(ds, engine.device, spec.crop_padding if augment else 0, spec.hflip if augment else False)
     return ds, data
 

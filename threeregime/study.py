@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 from .regimes import Regimes
 from .spec.common import ConfigError, deep_merge, fmt, whole
-from .spec.data import DataSpec
+from .spec.data import IMAGEFOLDER, DataIdentity, DataSpec, check_image_folder
 from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec
@@ -94,6 +96,145 @@ AXES: dict[str, Axis] = {a.name: a for a in (
 )}
 
 
+# --- axes by key path -----------------------------------------------------------------------------
+# Any scalar hyperparameter is an axis, named by its key path in the config: `train.lr`,
+# `retrain.weight_decay`, `model.width`, `model.kwargs.<name>`, `data.train_fraction`,
+# `prune.density`. A value changes that one field of a cell's spec, so each value is its own
+# dense run (or pruned model, for prune.* and retrain.*), keyed like any other; only the named
+# `epochs` axis reads several checkpoints of one run.
+
+def _with_run(cell: CellSpec, run: DenseRun) -> CellSpec:
+    # A cell at its run's last checkpoint stays at the last one of the changed run (train.epochs
+    # changes it); a cell the epochs axis put at an earlier checkpoint keeps it.
+    return replace(cell, run=run, ckpt=run.final() if cell.ckpt == cell.run.final() else cell.ckpt)
+
+
+# section -> (its spec class, the spec of a cell, a cell with that spec changed)
+KEY_PATH_SECTIONS: dict[str, tuple[type, Callable, Callable]] = {
+    "train": (TrainSpec, lambda c: c.run.train, lambda c, t: _with_run(c, replace(c.run, train=t))),
+    "retrain": (TrainSpec, lambda c: c.retrain.train, lambda c, t: replace(c, retrain=replace(c.retrain, train=t))),
+    "model": (ModelSpec, lambda c: c.run.model, lambda c, m: _with_run(c, replace(c.run, model=m))),
+    "data": (DataIdentity, lambda c: c.run.data, lambda c, d: _with_run(c, replace(c.run, data=d))),
+    "prune": (PruneSpec, lambda c: c.prune, lambda c, p: replace(c, prune=p)),
+}
+# Not axes: the data's shape (filled in by the job), and the augmentation, which the data key
+# in a run's path does not name (jobs find where their data lives by that key).
+NOT_HYPERPARAMETERS = {"model.in_channels", "model.num_classes", "data.crop_padding"}
+HOTTER = {"higher": "high", "lower": "low"}  # a study's `hotter:` -> Axis.hotter
+
+
+def key_paths() -> list[str]:
+    """Every key path that can be an axis: the numeric fields of the specs (not booleans)."""
+    out = []
+    for section, (cls, _, _) in KEY_PATH_SECTIONS.items():
+        for f in fields(cls):
+            path = f"{section}.{f.name}"
+            if isinstance(f.default, (int, float)) and not isinstance(f.default, bool) \
+                    and path not in NOT_HYPERPARAMETERS:
+                out.append(path)
+    if "kwargs" in {f.name for f in fields(ModelSpec)}:
+        out.append("model.kwargs.<name>")
+    return out
+
+
+@lru_cache(maxsize=None)
+def _schema_limits(section: str, name: str) -> dict:
+    """The numeric limits (minimum, maximum, ...) the config schema gives `section.name`."""
+    path = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+    if not path.exists():
+        return {}
+    import yaml
+
+    defs = yaml.safe_load(path.read_text())["$defs"]
+    prop = defs.get("train" if section == "retrain" else section, {}).get("properties", {}).get(name, {})
+    return {k: v for k, v in prop.items() if k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
+
+
+def _within(limits: dict):
+    def check(v):
+        for k, bound, ok in (("minimum", ">=", lambda a, b: a >= b), ("maximum", "<=", lambda a, b: a <= b),
+                             ("exclusiveMinimum", ">", lambda a, b: a > b),
+                             ("exclusiveMaximum", "<", lambda a, b: a < b)):
+            if k in limits and not ok(v, limits[k]):
+                return f"must be {bound} {limits[k]}"
+        return None
+    return check
+
+
+def key_path_axis(path: str, kind: str, where: str) -> Axis:
+    """The axis over the hyperparameter at `path` (e.g. 'train.lr'), or a ConfigError naming
+    `where` and listing the key paths that exist."""
+    section, _, name = path.partition(".")
+    named = sorted(a for a, x in AXES.items() if x.kind == kind)
+    if section not in KEY_PATH_SECTIONS or not name:
+        raise ConfigError(f"{where}: {path!r} is neither a {kind} axis {named} nor the key path of a scalar "
+                          f"hyperparameter; key paths: {key_paths()}")
+    cls, get, put = KEY_PATH_SECTIONS[section]
+    if section == "model" and name.startswith("kwargs."):
+        if "kwargs" not in {f.name for f in fields(cls)} or not name[len("kwargs."):]:
+            raise ConfigError(f"{where}: {path!r}: model.kwargs.<name> is an argument of a model factory "
+                              f"(model.factory); key paths: {key_paths()}")
+        arg = name[len("kwargs."):]
+
+        def apply(cell, v):
+            # A factory's argument: whole numbers are ints (2 and 2.0 are one run), others floats.
+            m = get(cell)
+            v = int(v) if float(v).is_integer() else float(v)
+            return put(cell, replace(m, kwargs={**(m.kwargs or {}), arg: v}))
+        return Axis(path, kind, f"{kind.capitalize()} ({path})", apply)
+    field_of = {f.name: f for f in fields(cls)}
+    f = field_of.get(name)
+    if f is None or path not in key_paths():
+        raise ConfigError(f"{where}: {path!r} is not the key path of a scalar hyperparameter; key paths: "
+                          f"{key_paths()} (or a named {kind} axis: {named})")
+    integer = isinstance(f.default, int)
+    apply = lambda cell, v: put(cell, replace(get(cell), **{name: int(v) if integer else float(v)}))
+    return Axis(path, kind, f"{kind.capitalize()} ({path})", apply, integer=integer,
+                check=_within(_schema_limits(section, name)))
+
+
+def study_axis(spec: dict, kind: str, where: str) -> Axis:
+    """A study's temperature or load axis from its config (`axis`, and `label`, `hotter`): a
+    named axis of AXES or a key path (key_path_axis). A key-path temperature says which way is
+    hotter (`hotter: higher | lower`, read by the case studies and the phase diagram)."""
+    name = spec.get("axis")
+    if name in AXES:
+        axis = AXES[name]
+        if axis.kind != kind:
+            allowed = sorted(a for a, x in AXES.items() if x.kind == kind)
+            raise ConfigError(f"{where}.axis: {name!r} is not a {kind} axis; allowed: {allowed} or the key "
+                              f"path of a scalar hyperparameter (e.g. train.lr)")
+    elif isinstance(name, str) and "." in name:
+        axis = key_path_axis(name, kind, f"{where}.axis")
+    else:
+        allowed = sorted(a for a, x in AXES.items() if x.kind == kind)
+        raise ConfigError(f"{where}.axis: {name!r} is not a {kind} axis; allowed: {allowed} or the key path of a "
+                          f"scalar hyperparameter: {key_paths()}")
+    hotter = spec.get("hotter")
+    if hotter is not None:
+        if kind != "temperature":
+            raise ConfigError(f"{where}.hotter: only a temperature axis has a hotter end; remove it from the load")
+        if hotter not in HOTTER:
+            raise ConfigError(f"{where}.hotter: {hotter!r}; allowed: {sorted(HOTTER)}")
+        if name in AXES and HOTTER[hotter] != axis.hotter:
+            raise ConfigError(f"{where}.hotter: the {name} axis is hotter at {axis.hotter}er values; remove hotter")
+        axis = replace(axis, hotter=HOTTER[hotter])
+    elif kind == "temperature" and name not in AXES:
+        raise ConfigError(f"{where}.hotter is missing: say which values of {name} are the higher temperature, "
+                          f"hotter: higher (a larger train.lr is hotter) or hotter: lower (a smaller "
+                          f"train.batch_size is hotter)")
+    if spec.get("label"):
+        axis = replace(axis, label=str(spec["label"]))
+    return axis
+
+
+def axis_named(name: str, kind: str) -> Axis:
+    """The axis a table or a case study records by name (a named axis or a key path)."""
+    if name in AXES:
+        return AXES[name]
+    return replace(key_path_axis(name, kind, f"{kind} axis"), hotter="low")
+
+
 # --- a study --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -157,8 +298,11 @@ def train_spec(section: dict, key: str) -> TrainSpec:
 
 
 def data_spec(data: dict) -> DataSpec:
+    """The data section as a DataSpec (an imagefolder's image_size defaults to 32: DataSpec)."""
+    size = data.get("image_size", 0)
     return DataSpec(data["name"], data.get("root", "data"), bool(data.get("download", False)),
-                    whole(data.get("crop_padding", 4), "data.crop_padding"), bool(data.get("hflip", True)))
+                    whole(data.get("crop_padding", 4), "data.crop_padding"), bool(data.get("hflip", True)),
+                    whole(size, "data.image_size"), float(data.get("train_fraction", 1)))
 
 
 def model_spec(model: dict) -> ModelSpec:
@@ -190,11 +334,19 @@ def data_locations(config: dict) -> dict[str, DataSpec]:
     it decides. Cheap (no study is resolved): what a job reads instead of planning again."""
     out: dict[str, DataSpec] = {}
     for name in config.get("studies", {}):
+        raw = config["studies"][name]
         try:
-            spec = data_spec(study_sections(config, name)["data"])
-        except (ConfigError, KeyError, TypeError):
+            data = study_sections(config, name)["data"]
+            changes = []  # an axis over a data key: one data set per value (per pair of values)
+            for kind in ("temperature", "load"):
+                path = str((raw.get(kind) or {}).get("axis", ""))
+                changes.append([{path[len("data."):]: v} for v in raw[kind]["values"]]
+                               if path.startswith("data.") else [{}])
+            specs = [data_spec({**data, **a, **b}) for a in changes[0] for b in changes[1]]
+        except (ConfigError, KeyError, TypeError, ValueError):
             continue  # a broken study: it makes no artifact
-        out.setdefault(spec.identity.key(), spec)
+        for spec in specs:
+            out.setdefault(spec.identity.key(), spec)
     return out
 
 
@@ -212,10 +364,7 @@ def resolve_study(config: dict, name: str) -> Study:
             raise ConfigError(f"{where}.{kind} is missing: name an axis and its values, "
                               f"e.g. {kind}: {{axis: {'epochs' if kind == 'temperature' else 'density'}, "
                               f"values: [...]}}")
-        axis = AXES.get(spec.get("axis"))
-        allowed = sorted(a for a, x in AXES.items() if x.kind == kind)
-        if axis is None or axis.kind != kind:
-            raise ConfigError(f"{where}.{kind}.axis: {spec.get('axis')!r} is not a {kind} axis; allowed: {allowed}")
+        axis = study_axis(spec, kind, f"{where}.{kind}")
         values = []
         for v in spec.get("values", []):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -234,7 +383,12 @@ def resolve_study(config: dict, name: str) -> Study:
         axes[kind] = (axis, tuple(values))
 
     train = sec["train"]
-    data = data_spec(sec["data"])
+    try:
+        data = data_spec(sec["data"])
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e}") from None
+    if data.name == IMAGEFOLDER:  # its layout is checked now, by listing the folders
+        check_image_folder(data.root, f"{where}.data.root")
     run = DenseRun(data.identity, model_spec(sec["model"]), train_spec(train, f"{where}.train"),
                    whole(train.get("checkpoint_every", 10), f"{where}.train.checkpoint_every"))
     seeds = sec["seeds"]
@@ -266,10 +420,12 @@ def _check_study(study: Study, where: str) -> None:
                           f"allowed: {list(METHODS)}")
     for t in study.temperatures:
         for l in study.loads:
-            try:
-                cell = study.cell(t, l, study.dense_seeds[0])
-            except ValueError as e:  # e.g. a depth its architecture does not have
-                raise ConfigError(f"{where}.{study.load.name}: {e}") from None
+            for axis, partial in ((study.temperature, lambda: study.temperature.apply(study.base, t)),
+                                  (study.load, lambda: study.cell(t, l, study.dense_seeds[0]))):
+                try:
+                    cell = partial()
+                except ValueError as e:  # e.g. a depth its architecture does not have
+                    raise ConfigError(f"{where}.{axis.name}: {e}") from None
             run = cell.run
             if study.temperature.name == "epochs":
                 if run.train.iterations:
@@ -356,7 +512,7 @@ class Index:
                 ix.runs[c.run.key] = c.run
                 ix.retrains[c.retrain.key] = c.retrain
                 ix.landscapes[c.landscape.key] = c.landscape
-                ix.data.setdefault(c.run.data.key(), s.data)
+                ix.data.setdefault(c.run.data.key(), s.data.located(c.run.data))
         return ix
 
     def run(self, key: str) -> DenseRun:
@@ -383,9 +539,9 @@ def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> 
     """Checks that need the data set (run when the workflow starts, not on a dry run)."""
     from .data import training_set_size
 
-    sizes = {}
+    sizes = {}  # by DataIdentity key: data.train_fraction makes another training set
     for spec in data_specs:
-        sizes[spec.name] = training_set_size(spec)
-    for what, (name, bs) in batch_sizes.items():
-        if name in sizes and bs > sizes[name]:
-            raise ConfigError(f"{what} = {bs} is larger than the training set ({sizes[name]} images)")
+        sizes[spec.identity.key()] = training_set_size(spec)
+    for what, (key, bs) in batch_sizes.items():
+        if key in sizes and bs > sizes[key]:
+            raise ConfigError(f"{what} = {bs} is larger than the training set ({sizes[key]} images)")

@@ -16,7 +16,7 @@ any key. `from_dict` rebuilds a spec from `as_dict`: what a rule passes its job.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 
 from .common import digest, fmt
@@ -50,7 +50,7 @@ class DenseRun:
     checkpoint_every: int = 10  # epochs per segment (epoch schedules); each segment is one job
 
     def as_dict(self) -> dict:
-        return {"data": asdict(self.data), "model": self.model.identity(), "train": self.train.as_dict(),
+        return {"data": self.data.as_dict(), "model": self.model.identity(), "train": self.train.as_dict(),
                 "checkpoint_every": self.checkpoint_every}
 
     @staticmethod
