@@ -58,7 +58,7 @@ wildcard_constraints:
     dseed=r"\d+",
     ckpt=r"epoch\d+|final",
     prune=r"[a-z]+_d[0-9.e-]+",
-    land=r"p\d+_bn\d+_err\d+_cka\d+",
+    land=r"p\d+_bn\d+_err\d+_cka\d+(_bn[a-z]+)?",
     study=r"[A-Za-z][A-Za-z0-9_-]*",
     figure=r"[A-Za-z][A-Za-z0-9_-]*",
 

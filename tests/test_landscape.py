@@ -7,21 +7,38 @@ from threeregime.landscape import interpolate, landscape_metrics, linear_cka, lm
 from threeregime.spec.landscape import LandscapeSpec
 from threeregime.models import PreResNet
 from threeregime.spec.model import ModelSpec
-from threeregime.engine import Engine, reestimate_bn
+from threeregime.engine import Engine, build_model, reestimate_bn
 from tolerance_log import record_close  # largest differences, with THREEREGIME_TOLERANCE_LOG
 
 
 def test_lmc_hand_made_curves():
-    # float64 sums of 2-3 decimal numbers: off by ~1e-16 from the decimal answer; pytest.approx's rel 1e-6
-    assert lmc_barrier([0.1] * 11) == 0.0
+    # error counts out of n: exact integers, one division at the end
+    assert lmc_barrier(np.array([10] * 11), 100) == 0.0
     # a barrier of 0.3 above the endpoints' mean in the middle
-    assert lmc_barrier([0.1, 0.2, 0.4, 0.2, 0.1]) == pytest.approx(-0.3)
+    assert lmc_barrier(np.array([10, 20, 40, 20, 10]), 100) == pytest.approx(-0.3, abs=1e-15)
     # asymmetric endpoints: mean 0.2, worst point 0.5 -> -0.3
-    assert lmc_barrier([0.1, 0.5, 0.3]) == pytest.approx(-0.3)
+    assert lmc_barrier(np.array([10, 50, 30]), 100) == pytest.approx(-0.3, abs=1e-15)
     # a path better than its ends is positive
-    assert lmc_barrier([0.3, 0.1, 0.3]) == pytest.approx(0.2)
-    # largest |gap| wins even when it is at an endpoint (t* over all points)
-    assert lmc_barrier([0.0, 0.05, 0.4]) == pytest.approx(0.2)
+    assert lmc_barrier(np.array([30, 10, 30]), 100) == pytest.approx(0.2, abs=1e-15)
+    with pytest.raises(TypeError, match="integer error counts"):
+        lmc_barrier(np.array([0.1, 0.2, 0.1]), 100)
+
+
+def test_lmc_ties_go_to_the_first_point():
+    # A bump and a dip of equal size (2 images each side of the ends' mean of 10): the first in t order wins.
+    assert lmc_barrier(np.array([10, 12, 10, 8, 10]), 100) == -0.02
+    assert lmc_barrier(np.array([10, 8, 10, 12, 10]), 100) == 0.02
+    # The ends always tie (gaps ±(err(1) - err(0))/2): t = 0 wins when nothing inside is larger.
+    assert lmc_barrier(np.array([10, 11, 12, 14]), 100) == 0.02
+    assert lmc_barrier(np.array([14, 12, 11, 10]), 100) == -0.02
+    # n = 1,438 (the demo's error set): as float32 fractions of n, the dip's gap comes out 3e-8 smaller than the
+    # bump's (0.00347704 against 0.00347707), so the float code this replaced reported the bump (-5/1438)
+    wrong = np.array([504, 499, 504, 509, 504])
+    fractions = (wrong / 1438).astype(np.float32).astype(np.float64)
+    gaps = np.abs(0.5 * (fractions[0] + fractions[-1]) - fractions)
+    assert gaps[3] > gaps[1]
+    assert lmc_barrier(wrong, 1438) == 5 / 1438
+    assert lmc_barrier(wrong[::-1].copy(), 1438) == -5 / 1438
 
 
 def _x(n=200, p=12, seed=0):
@@ -61,48 +78,224 @@ def _digits_data():
     return from_arrays(ds.x_train[:300], ds.y_train[:300], ds.x_test[:50], ds.y_test[:50])
 
 
-def test_bn_reestimation_equals_training_set_statistics():
+class _OneBN(torch.nn.Module):
+    """The least a model needs for reestimate_bn: `copies` and a forward pass on [B, K*C, H, W]."""
+
+    def __init__(self, channels=3):
+        super().__init__()
+        self.copies = 1
+        self.bn = torch.nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return self.bn(x)
+
+
+def _toy_data(n=130):
+    from threeregime.data import from_arrays
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8)
+    x[64:128] //= 2  # the second batch of 64 darker: the batch means differ, so the estimates do
+    y = rng.integers(0, 10, n)
+    return DeviceData(from_arrays(x, y, x[:10], y[:10]), torch.device("cpu"))
+
+
+def test_bn_estimates_of_one_layer_by_hand():
+    """130 images, batches of 64, 64 and 2, whatever the engine's batch: the accurate estimate is
+    the set's mean and unbiased variance; upstream averages the batches' means and unbiased
+    variances weighted by their image counts (the paper code's momentum b / (seen + b))."""
+    data = _toy_data()
+    x = data.normalize(data.x_train).double().numpy()             # [130, 3, 4, 4], what the BatchNorm sees
+    per_channel = x.transpose(1, 0, 2, 3).reshape(3, 130, 16)
+    whole = per_channel.reshape(3, -1)
+    batches = [per_channel[:, lo:hi].reshape(3, -1) for lo, hi in ((0, 64), (64, 128), (128, 130))]
+    weights = np.array([64, 64, 2]) / 130
+    expected = {"accurate": (whole.mean(1), whole.var(1, ddof=1)),
+                "upstream": (sum(w * b.mean(1) for w, b in zip(weights, batches)),
+                             sum(w * b.var(1, ddof=1) for w, b in zip(weights, batches)))}
+    for estimate, (mean, var) in expected.items():
+        for batch in (100, 1000):   # forward passes of 64 and of 960 images
+            model = _OneBN()
+            assert reestimate_bn(model, data.x_train, data, Engine(eval_batch_size=batch), estimate) == 1
+            # float64 sums of <= 2,080 values of size ~1, stored in float32: float32's rounding (6e-8 relative)
+            np.testing.assert_allclose(model.bn.running_mean.double().numpy(), mean, rtol=2e-7, atol=1e-8)
+            np.testing.assert_allclose(model.bn.running_var.double().numpy(), var, rtol=2e-7)
+            assert int(model.bn.num_batches_tracked) == 0 and not model.training
+    # the between-batch spread of the means is in the accurate variance only
+    assert np.all(expected["accurate"][1] > expected["upstream"][1] + 0.05)
+    with pytest.raises(ValueError, match="bn_estimate must be one of accurate, upstream"):
+        reestimate_bn(_OneBN(), data.x_train, data, Engine(), "running")
+
+
+def _float64_reference(model, x, data, estimate):
+    """The train-mode pass in batches of 64 on a float64 copy, with torch's own BatchNorm: for
+    upstream the paper code's procedure (reset, momentum b / (seen + b), read the buffers), for
+    accurate the whole-set mean and unbiased variance of each BatchNorm's recorded inputs."""
+    import copy
+
+    ref = copy.deepcopy(model).double().train()
+    bns = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    inputs = {m: [] for m in bns}
+    hooks = [m.register_forward_pre_hook(lambda m, i: inputs[m].append(i[0].detach())) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+    seen = 0
+    with torch.no_grad():
+        for s in range(0, x.shape[0], 64):
+            xb = data.normalize(x[s:s + 64]).double().repeat(1, model.copies, 1, 1)
+            for m in bns:
+                m.momentum = xb.shape[0] / (seen + xb.shape[0])
+            ref(xb)
+            seen += xb.shape[0]
+    for h in hooks:
+        h.remove()
+    if estimate == "upstream":
+        return [(m.running_mean, m.running_var) for m in bns]
+    return [(torch.cat(inputs[m]).mean((0, 2, 3)), torch.cat(inputs[m]).var((0, 2, 3))) for m in bns]
+
+
+@pytest.mark.parametrize("estimate", ["accurate", "upstream"])
+def test_bn_reestimation_equals_a_float64_pass_in_batches_of_64(estimate):
     ds = _digits_data()
     data = DeviceData(ds, torch.device("cpu"))
     spec = ModelSpec(depth=8, width=0.5, in_channels=1)
     torch.manual_seed(0)
     model = PreResNet(spec, 2)
-    engine = Engine(eval_batch_size=128)  # 300 = 128 + 128 + 44: unequal batches
-    reestimate_bn(model, data.x_train, data, engine)
-    # The first BatchNorm sees conv1's output; compute its statistics over the whole set directly.
-    with torch.no_grad():
-        x = data.normalize(data.x_train).repeat(1, 2, 1, 1)
-        feats = model.conv1(x).double()
-        mean = feats.mean(dim=(0, 2, 3))
-        var = feats.var(dim=(0, 2, 3), unbiased=True)
-    bn = model.layer1[0].bn1
-    record_close("first BN: running_mean vs float64 mean", bn.running_mean.double(), mean, atol=1e-5, rtol=1e-5)
-    record_close("first BN: running_var vs float64 var", bn.running_var.double(), var, atol=1e-5, rtol=1e-5)
-    # BN's batch mean/var in fp32 over <= 128*8*8 = 8,192 values a channel (cascade sums, <= ~13 roundings:
-    # 1.6e-6 of sum|x|/n, |x| ~ 1), merged in float64 and stored in fp32 (6e-8); 1e-5: x5
-    torch.testing.assert_close(bn.running_mean.double(), mean, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(bn.running_var.double(), var, atol=1e-5, rtol=1e-5)
-    # a deeper layer: its input in a train-mode pass over the whole set at once (full-batch
-    # statistics differ from per-batch ones, so compare with the same batching via hooks)
-    seen = []
-    h = model.layer2[0].bn1.register_forward_pre_hook(lambda m, i: seen.append(i[0].detach().double()))
-    model.train()
-    with torch.no_grad():
-        for s in range(0, 300, 128):
-            model.layer2[0].bn1.momentum = 0.0
-            model(data.normalize(data.x_train[s:s + 128]).repeat(1, 2, 1, 1))
-    h.remove()
-    allf = torch.cat(seen)
-    deep = model.layer2[0].bn1
-    record_close("layer2 BN: running_mean vs float64 mean", deep.running_mean.double(), allf.mean(dim=(0, 2, 3)),
-                 atol=1e-5, rtol=1e-5)
-    record_close("layer2 BN: running_var vs float64 var", deep.running_var.double(), allf.var(dim=(0, 2, 3)),
-                 atol=1e-4, rtol=1e-4)
-    # as above, and the reference's inputs come from other passes than reestimate_bn's (momentum 0 here):
-    # the same fp32 ops on the same batches, so the mean keeps 1e-5; the variance (|x| up to ~10, var
-    # ~1-10, its sums of squares ~ 100 x larger than var x n) keeps 1e-4
-    torch.testing.assert_close(deep.running_mean.double(), allf.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(deep.running_var.double(), allf.var(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
+    x = data.x_train[:250]   # batches of 64, 64, 64, 58
+    expected = _float64_reference(model, x, data, estimate)
+    assert reestimate_bn(model, x, data, Engine(eval_batch_size=128), estimate) == len(expected) == 7
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for i, (bn, (mean, var)) in enumerate(zip(bns, expected)):
+        scale = var.sqrt()
+        record_close(f"{estimate} BN {i}: running_mean vs float64", (bn.running_mean.double() - mean) / scale,
+                     torch.zeros_like(mean), atol=1e-5)
+        record_close(f"{estimate} BN {i}: running_var vs float64", bn.running_var.double() / var,
+                     torch.ones_like(var), atol=1e-5)
+        # the model runs in float32: each layer's input is off by float32 rounding of its convolution's
+        # sums (~1e-7 relative, growing ~sqrt(depth)); the statistics by as much relative to the spread
+        # (means in units of the standard deviation): 1e-5 is a 10x margin over the largest seen (~1e-6)
+        torch.testing.assert_close((bn.running_mean.double() - mean) / scale, torch.zeros_like(mean),
+                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(bn.running_var.double() / var, torch.ones_like(var), atol=1e-5, rtol=0)
+
+
+def test_lmc_and_bn_statistics_do_not_move_with_eval_batch_or_layout(cifar_small):
+    """The same cell under eval batch sizes 64, 256 and the whole set, channels_last on and off:
+    error curves and LMC equal, BatchNorm statistics equal to float rounding (<= 1e-6)."""
+    data = DeviceData(cifar_small, torch.device("cpu"))
+    spec = ModelSpec(depth=8, width=0.25, in_channels=cifar_small.image_shape[-1])
+    states = _two_copies(spec)
+    what = LandscapeSpec(points=5, bn_samples=0, error_samples=0, cka_samples=200)
+    mid = interpolate(states[1], states[2], 0.5)
+    runs = []
+    for batch in (64, 256, data.n_train):
+        for channels_last in (False, True):
+            engine = Engine(eval_batch_size=batch, channels_last=channels_last)
+            (pair,) = landscape_metrics(spec, states, data, engine, what)["pairs"]
+            model = build_model(spec, [mid], engine)
+            reestimate_bn(model, data.x_train, data, engine)
+            runs.append((pair, {n: b.double().clone() for n, b in model.named_buffers() if "running" in n}))
+    (ref, ref_bn), rest = runs[0], runs[1:]
+    for pair, bn in rest:
+        # an image changes class only if its top two logits lie within float rounding (~1e-6 relative) of each
+        # other: none of these 640 x 5 do, so the curves count the same images
+        assert pair["train_error_curve"] == ref["train_error_curve"] and pair["lmc"] == ref["lmc"]
+        record_close("loss curve across eval batch / layout", pair["train_loss_curve"], ref["train_loss_curve"],
+                     rtol=1e-6)
+        np.testing.assert_allclose(pair["train_loss_curve"], ref["train_loss_curve"], rtol=1e-6)
+        for name, value in bn.items():
+            if name.endswith("running_var"):
+                record_close(f"{name} across eval batch / layout", value / ref_bn[name], torch.ones_like(value),
+                             atol=1e-6)
+                torch.testing.assert_close(value / ref_bn[name], torch.ones_like(value), atol=1e-6, rtol=0)
+            else:  # a mean in units of its standard deviation
+                sd = ref_bn[name.replace("running_mean", "running_var")].sqrt()
+                record_close(f"{name} across eval batch / layout", (value - ref_bn[name]) / sd,
+                             torch.zeros_like(value), atol=1e-6)
+                torch.testing.assert_close((value - ref_bn[name]) / sd, torch.zeros_like(value), atol=1e-6, rtol=0)
+
+
+def test_reestimate_bn_takes_any_batchnorm_and_skips_a_model_without():
+    data = _toy_data()
+
+    class Mixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.copies = 1
+            self.sync = torch.nn.SyncBatchNorm(3)      # on one process: a plain BatchNorm
+            self.bn3d = torch.nn.BatchNorm3d(3)
+            self.bn1d = torch.nn.BatchNorm1d(48)
+            self.frozen = torch.nn.BatchNorm1d(48, track_running_stats=False)  # no statistics to estimate
+            self.unused = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            x = self.bn3d(self.sync(x).unsqueeze(2))
+            return self.frozen(self.bn1d(x.flatten(1)))
+
+    model = Mixed()
+    assert reestimate_bn(model, data.x_train, data, Engine(eval_batch_size=100)) == 3
+    x = data.normalize(data.x_train).double()
+    # the first layer sees the data; the next sees it normalized by batches of 64 (64, 64, 2)
+    torch.testing.assert_close(model.sync.running_mean.double(), x.mean((0, 2, 3)), atol=1e-7, rtol=0)
+    torch.testing.assert_close(model.sync.running_var.double(), x.var((0, 2, 3)), atol=0, rtol=2e-7)
+    normed = torch.cat([torch.nn.functional.batch_norm(x[lo:lo + 64], None, None, training=True, eps=1e-5)
+                        for lo in range(0, 130, 64)])
+    torch.testing.assert_close(model.bn3d.running_var.double(), normed.var((0, 2, 3)), atol=0, rtol=2e-7)
+    # bn3d (weight 1, bias 0) normalizes its batches of 64 again before bn1d sees them, flattened
+    flat = torch.cat([torch.nn.functional.batch_norm(normed[lo:lo + 64], None, None, training=True, eps=1e-5)
+                      for lo in range(0, 130, 64)]).flatten(1)
+    torch.testing.assert_close(model.bn1d.running_var.double(), flat.var(0), atol=0, rtol=2e-6)
+    assert model.unused.running_var.eq(1).all() and model.frozen.running_var is None
+
+    class NoBatchNorm(torch.nn.Module):
+        copies = 1
+
+        def forward(self, x):
+            raise AssertionError("no BatchNorm: nothing to run")
+
+    assert reestimate_bn(NoBatchNorm(), data.x_train, data, Engine()) == 0
+
+
+def test_landscape_without_batchnorm_says_so(monkeypatch):
+    import threeregime.landscape as landscape
+
+    def without_bn(spec, states, engine):
+        model = build_model(spec, states, engine)
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, torch.nn.BatchNorm2d):
+                    setattr(parent, name, torch.nn.Identity())
+        return model
+
+    ds = _digits_data()
+    spec = ModelSpec(depth=8, width=0.5, in_channels=1)
+    what = LandscapeSpec(points=3, bn_samples=100, error_samples=100, cka_samples=100)
+    data = DeviceData(ds, torch.device("cpu"))
+    with_bn = landscape_metrics(spec, _two_copies(spec), data, Engine(eval_batch_size=100), what)
+    assert (with_bn["bn_estimate"], with_bn["bn_layers"]) == ("accurate", 7)
+    monkeypatch.setattr(landscape, "build_model", without_bn)
+    res = landscape_metrics(spec, _two_copies(spec), data, Engine(eval_batch_size=100), what)
+    assert (res["bn_estimate"], res["bn_layers"]) == ("none", 0)
+    assert len(res["pairs"][0]["train_error_curve"]) == 3
+
+
+def test_bn_estimate_is_in_the_key_only_when_not_the_default(repo_root):
+    import re
+    import yaml
+
+    from threeregime.spec.landscape import BN_ESTIMATES
+
+    assert LandscapeSpec().key == "p11_bn10000_err10000_cka6400"
+    upstream = LandscapeSpec(bn_samples=0, error_samples=0, bn_estimate="upstream")
+    assert upstream.key == "p11_bn0_err0_cka6400_bnupstream"
+    assert upstream.as_dict()["bn_estimate"] == "upstream" and LandscapeSpec(**upstream.as_dict()) == upstream
+    with pytest.raises(ValueError, match=r"landscape.bn_estimate must be one of accurate, upstream \(got 'exact'\)"):
+        LandscapeSpec(bn_estimate="exact")
+    schema = yaml.safe_load((repo_root / "schemas" / "config.schema.yaml").read_text())
+    assert schema["$defs"]["landscape"]["properties"]["bn_estimate"]["enum"] == list(BN_ESTIMATES)
+    # the Snakefile's wildcard for landscape keys takes both
+    pattern = re.search(r'land=r"([^"]+)"', (repo_root / "rules" / "common.smk").read_text()).group(1)
+    assert re.fullmatch(pattern, LandscapeSpec().key) and re.fullmatch(pattern, upstream.key)
 
 
 def test_lmc_of_a_model_with_itself_is_zero():

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .data import DeviceData
 from .models import FusedNetwork, build_network
+from .spec.landscape import BN_BATCH, BN_ESTIMATES
 from .spec.model import ModelSpec
 
 
@@ -155,51 +156,158 @@ def outputs(model: FusedNetwork, x_u8: torch.Tensor, data: DeviceData, engine: E
     return torch.cat(chunks, 0).permute(1, 0, 2)
 
 
-@torch.no_grad()
-def reestimate_bn(model: FusedNetwork, x_u8: torch.Tensor, data: DeviceData, engine: Engine) -> None:
-    """Reset every BatchNorm's running statistics to the exact statistics of its input over
-    the whole of x_u8 (no augmentation), as seen in a train-mode forward pass.
+class _Moments:
+    """One BatchNorm layer's running estimate over the normalization batches seen so far,
+    in float64: `accurate` keeps the count, mean and sum of squared deviations of all values
+    (Chan et al.'s pairwise update, exact whatever the split into batches); `upstream` keeps
+    the batch-size-weighted sums of the per-batch means and unbiased variances."""
 
-    Per-batch mean/variance are merged with Chan's parallel formula in float64, so the
-    result is the set's mean and unbiased variance, whatever the batch sizes (a cumulative
-    moving average over equal batches gets the same mean but misses the between-batch part
-    of the variance).
+    def __init__(self, estimate: str):
+        self.estimate = estimate
+        self.values = 0      # values per channel so far (images x spatial positions)
+        self.images = 0
+        self.mean = self.m2 = None
+
+    def add(self, images: int, values: int, mean: torch.Tensor, m2: torch.Tensor) -> None:
+        """A stack of equal batches of `images` images (`values` values per channel each):
+        their means and sums of squared deviations, [batches, C] float64."""
+        batches = mean.shape[0]
+        if self.estimate == "upstream":
+            if values < 2:
+                raise ValueError(f"BatchNorm re-estimation (bn_estimate upstream): a batch of {images} image(s) has "
+                                 f"{values} value per channel, so its unbiased variance is undefined; use an image "
+                                 f"count that does not leave one image in the last batch of {BN_BATCH}")
+            mean_sum, var_sum = images * mean.sum(0), images * (m2 / (values - 1)).sum(0)
+            if self.mean is None:
+                self.mean, self.m2 = mean_sum, var_sum
+            else:
+                self.mean, self.m2 = self.mean + mean_sum, self.m2 + var_sum
+            self.images += images * batches
+            return
+        # Pool the stack first (all batches have `values` values), then merge it into the total.
+        n = values * batches
+        stack_mean = mean.mean(0)
+        stack_m2 = m2.sum(0) + values * (mean - stack_mean).square().sum(0)
+        if self.mean is None:
+            self.values, self.mean, self.m2 = n, stack_mean, stack_m2
+            return
+        total = self.values + n
+        delta = stack_mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + stack_m2 + delta.square() * (self.values * n / total)
+        self.values = total
+
+    def running(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(running_mean, running_var) as BatchNorm uses them in eval mode."""
+        if self.estimate == "upstream":
+            return self.mean / self.images, self.m2 / self.images
+        return self.mean, self.m2 / max(self.values - 1, 1)
+
+
+def _normalize_in_batches(bn: torch.nn.modules.batchnorm._BatchNorm, x: torch.Tensor, out: torch.Tensor,
+                          moments: _Moments, scratch: dict) -> torch.Tensor:
+    """Write into `out` what `bn` computes in train mode on x [B, C, *] split into consecutive
+    batches of BN_BATCH images (the last may be smaller), each normalized by its own mean and
+    biased variance, and add their moments to `moments`.
+
+    The moments come from x cast to float64 whatever its layout or dtype (the float32 CPU
+    kernel in channels_last was off by up to 1.2e-2 in the variance): the batch mean, then the
+    sum of squared deviations from it. A few batches at a time go through a float64 scratch
+    tensor kept in `scratch` (reused between calls: allocating fresh float64 copies of whole
+    activations made the pass 3x slower on a CPU, in page faults). `out` (x's shape, dtype and layout)
+    gets x·scale + shift per batch and channel, the scale and shift formed in float64.
     """
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    acc = {}
+    per_image = x[0, 0].numel()
+    channel_shape = (x.shape[1],) + (1,) * (x.dim() - 2)
+    weight = None if bn.weight is None else bn.weight.detach().double().view(channel_shape)
+    bias = None if bn.bias is None else bn.bias.detach().double().view(channel_shape)
+    reduce = (1,) + tuple(range(3, x.dim() + 1))  # all but batch and channel of [batches, images, C, *]
+    # batches per float64 chunk: within 16 MiB on a CPU (cache- and allocator-friendly), 256 MiB on a GPU
+    budget = (256 << 20) if x.device.type == "cuda" else (16 << 20)
+    step = BN_BATCH * max(1, budget // (8 * BN_BATCH * x[0].numel()))
+    compute = torch.promote_types(x.dtype, torch.float32)
+    for start in range(0, x.shape[0], step):
+        chunk = x[start:start + step]
+        full = chunk.shape[0] // BN_BATCH * BN_BATCH
+        parts = [(0, full, BN_BATCH)] if full else []
+        if full < chunk.shape[0]:
+            parts.append((full, chunk.shape[0], chunk.shape[0] - full))
+        for lo, hi, images in parts:
+            part = chunk[lo:hi]
+            key = (tuple(part.shape), part.stride(), part.device)
+            if key not in scratch:
+                scratch[key] = torch.empty_like(part, dtype=torch.float64)
+            buf = scratch[key]
+            buf.copy_(part)
+            batches = buf.unflatten(0, (-1, images))
+            values = images * per_image
+            mean = batches.sum(reduce, keepdim=True) / values
+            batches.sub_(mean)
+            m2 = batches.square_().sum(reduce, keepdim=True)  # in place: the deviations are not needed again
+            moments.add(images, values, mean.flatten(1), m2.flatten(1))
+            scale = torch.rsqrt(m2 / values + bn.eps)
+            if weight is not None:
+                scale = scale * weight
+            shift = -mean * scale
+            if bias is not None:
+                shift = shift + bias
+            y = torch.addcmul(shift.to(compute), part.unflatten(0, (-1, images)).to(compute), scale.to(compute))
+            out[start + lo:start + hi] = y.flatten(0, 1)
+    return out
 
-    def hook(mod, inputs, output):
-        # With momentum 1 the running statistics after a train-mode forward are exactly this
-        # batch's mean and unbiased variance: read them instead of reducing the input again.
-        x = inputs[0]
-        nb = x.numel() // x.shape[1]
-        mean = mod.running_mean.double()
-        var = mod.running_var.double() * ((nb - 1) / nb)  # biased, for the merge
-        n, m, m2 = acc.get(mod, (0, 0.0, 0.0))
-        if n == 0:
-            acc[mod] = (nb, mean, var * nb)
-        else:
-            tot = n + nb
-            delta = mean - m
-            acc[mod] = (tot, m + delta * nb / tot, m2 + var * nb + delta ** 2 * n * nb / tot)
 
-    saved = [(m, m.momentum) for m in bns]
-    handles = [m.register_forward_hook(hook) for m in bns]
+@torch.no_grad()
+def reestimate_bn(model: torch.nn.Module, x_u8: torch.Tensor, data: DeviceData, engine: Engine,
+                  estimate: str = "accurate") -> int:
+    """Reset the running statistics of every BatchNorm of `model` (any subclass of torch's
+    _BatchNorm that tracks them) to statistics of its input over x_u8 (no augmentation) in a
+    train-mode pass, and return how many layers it re-estimated (0: no BatchNorm, nothing run;
+    a BatchNorm the forward pass does not use keeps its buffers and is not counted).
+
+    In that pass every BatchNorm normalizes consecutive batches of BN_BATCH = 64 images of
+    x_u8 by their own statistics, as a train-mode pass in batches of 64 does, whatever
+    engine.eval_batch_size (forward passes take a multiple of 64 images), device or layout:
+    the statistics, accumulated in float64 from each layer's input, then differ between
+    settings only by the float rounding of the convolutions. `estimate` (BN_ESTIMATES):
+    "accurate", the mean and unbiased variance of each layer's input over the whole set;
+    "upstream", the paper code's average of per-batch means and unbiased variances, weighted
+    by batch size, which misses the spread between the batch means in the variance.
+
+    Relies only on model.modules(), the BatchNorms' parameters and buffers, and the forward
+    pass of `model` on shared_input(images, model.copies) (1 copy when it has no `copies`).
+    """
+    if estimate not in BN_ESTIMATES:
+        raise ValueError(f"bn_estimate must be one of {', '.join(BN_ESTIMATES)}, got {estimate!r}")
+    bns = [m for m in model.modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return 0
+    moments = {m: _Moments(estimate) for m in bns}
+
+    scratch: dict = {}
+
+    def normalize(mod, inputs, output):
+        # Overwrites the kernel's output (run in eval mode, so it neither reduces nor updates buffers).
+        return _normalize_in_batches(mod, inputs[0], output, moments[mod], scratch)
+
+    handles = [m.register_forward_hook(normalize) for m in bns]
+    copies = getattr(model, "copies", 1)
+    step = max(1, engine.eval_batch_size // BN_BATCH) * BN_BATCH
     try:
+        model.train()  # the rest of the network (e.g. dropout) as in training
         for m in bns:
-            m.momentum = 1.0
-        model.train()
-        for s in range(0, x_u8.shape[0], engine.eval_batch_size):
+            m.eval()
+        for s in range(0, x_u8.shape[0], step):
             with engine.autocast():
-                model(shared_input(data.normalize(x_u8[s:s + engine.eval_batch_size]), model.copies))
+                model(shared_input(data.normalize(x_u8[s:s + step]), copies))
     finally:
         for h in handles:
             h.remove()
-        for m, mom in saved:
-            m.momentum = mom
-    for m in bns:
-        n, mean, m2 = acc[m]
-        m.running_mean.copy_(mean.float())
-        m.running_var.copy_((m2 / max(n - 1, 1)).float())
+        model.eval()
+    seen = [m for m in bns if moments[m].mean is not None]  # a BatchNorm the forward pass never ran keeps its buffers
+    for m in seen:
+        mean, var = moments[m].running()
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
         m.num_batches_tracked.zero_()
-    model.eval()
+    return len(seen)
