@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .spec.data import DataError, DataSpec
+from .spec.data import DataError, DataSpec, channels_first_problem
 
 # Normalisation constants used by the reference recipe for CIFAR.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -47,6 +47,9 @@ def _check_arrays(x_train, y_train, x_test, y_test, where: str) -> None:
         if x.dtype != np.uint8 or x.ndim != 4:
             raise DataError(f"{where}: {name} must be uint8 NHWC images [N, H, W, C], "
                             f"got dtype {x.dtype} and shape {x.shape}")
+        problem = channels_first_problem(name, x.shape, where)
+        if problem:
+            raise DataError(problem)
     for name, x, y in (("y_train", x_train, y_train), ("y_test", x_test, y_test)):
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: {name} must be integer labels [N] with N = {len(x)}, "

@@ -12,6 +12,21 @@ class DataError(RuntimeError):
     """A data set is missing or malformed; the message says how to fix it."""
 
 
+def channels_first(shape) -> bool:
+    """Whether a 4-d image array's shape looks channels-first [N, C, H, W] (C of 1, 3 or 4 in
+    second place, an image side last) rather than the channels-last [N, H, W, C] jobs train on."""
+    return len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4)
+
+
+def channels_first_problem(name: str, shape, where: str) -> str | None:
+    """The refusal of images stored channels-first (read as channels-last they would train on
+    scrambled pixels, without any error), or None."""
+    if not channels_first(shape):
+        return None
+    return (f"{where}: {name} has shape {tuple(shape)}, which looks channels-first [N, C, H, W]; images must be "
+            f"stored channels-last [N, H, W, C]: save {name}.transpose(0, 2, 3, 1) instead")
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """A data set and where it lives: what the jobs load."""
