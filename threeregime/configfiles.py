@@ -7,6 +7,7 @@ twice silently loses the first one; this finds them, with file and line.
 from __future__ import annotations
 
 import math
+import re
 
 import yaml
 
@@ -157,21 +158,23 @@ def number_hint(text: str) -> str:
         return ""
     loaded = yaml.safe_load(text)
     if isinstance(loaded, (int, float)) and not isinstance(loaded, bool):
-        return f" (it is in quotes, so YAML reads a string: remove the quotes, {text})"
-    return f" (YAML reads {text} as a string: write it as {yaml_float(value)})"
+        return f" (in quotes YAML reads a string: write {text} without quotes)"
+    plain = repr(value)
+    written = yaml_float(text)
+    also = f" or {plain}" if "e" not in plain and plain != written else ""
+    return f" (YAML reads {text} as a string: write it as {written}{also})"
 
 
-def yaml_float(value: float) -> str:
-    """A float as YAML 1.1 reads it back as a float: 0.001, 1.0e-05, 1.0e+20."""
-    text = repr(float(value))
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        if "." not in mantissa:
-            mantissa += ".0"
-        if exponent[0] not in "+-":
-            exponent = "+" + exponent
-        text = f"{mantissa}e{exponent}"
-    return text
+def yaml_float(text: str) -> str:
+    """A number written as YAML 1.1 reads it as a float: a decimal point in the mantissa and a
+    signed exponent (1e-3 -> 1.0e-3, 5E4 -> 5.0E+4); other forms as they are."""
+    m = re.fullmatch(r"([+-]?[0-9]*\.?[0-9]*)([eE])([+-]?)([0-9]+)", text.strip())
+    if not m:
+        return text
+    mantissa, e, sign, digits = m.groups()
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}{e}{sign or '+'}{digits}"
 
 
 def non_finite(config, where: str = "") -> list[str]:
