@@ -23,20 +23,19 @@ _problems = schema_problems(config, os.path.join(workflow.basedir, "schemas", "c
 if _problems:
     raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")
-# The one route from a config to its studies (threeregime/plan.py): case studies expanded into
-# derived studies (keyed, indexed and shared like any other study's), every study resolved.
 from threeregime.casestudies import case_names_pattern  # noqa: E402
-
 from threeregime.datacheck import dry_run_data_notes  # noqa: E402
 from threeregime.snakemake_cli import command_line, interrupt_at_once, restore_interrupt  # noqa: E402
 
-# Snakemake's command line (targets, -n), or None in a job's own process and API use.
-REQUEST = command_line(workflow)
+# Snakemake's command line (targets, -n), or None in a job's own process, --lint, --unlock.
+REQUEST = command_line()
 if REQUEST is not None:
-    # Ctrl-C stops planning and DAG building at once (rules/common.smk's onstart restores
-    # Snakemake's own handling before jobs run).
+    # Ctrl-C stops planning and DAG building at once (onstart below gives Snakemake its own
+    # handling back before jobs run).
     interrupt_at_once()
 try:
+    # The one route from a config to its studies (threeregime/plan.py): case studies expanded into
+    # derived studies (keyed, indexed and shared like any other study's), every study resolved.
     PLAN = plan_of(config)
     # The targets asked for, checked now: an error raised while Snakemake builds the DAG comes
     # wrapped in an InputFunctionException and a traceback.

@@ -19,7 +19,7 @@ NO_TARGETS = ("lint", "list_rules", "list_target_rules", "print_compilation", "u
               "target_jobs", "containerize", "list_changes", "cleanup_shadow")
 
 
-def command_line(workflow=None):
+def command_line():
     """Snakemake's parsed command line (an argparse Namespace: .targets, .dryrun, ...) when
     `snakemake` (snakemake.cli.main, also called in-process) is reading the Snakefile to build
     the DAG of its targets; None otherwise (a job's own process, --lint, --unlock, the API)."""
