@@ -265,7 +265,7 @@ def _smk_seeded(seed, *args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_readme_case_study_dry_run_prints_no_error_under_any_hash_seed(tmp_path, seed):
     r = _smk_seeded(seed, "-n", "-d", str(tmp_path), *README_CASES, "--configfile", str(CASE_DEMO))
     out = r.stdout + r.stderr
@@ -275,7 +275,7 @@ def test_readme_case_study_dry_run_prints_no_error_under_any_hash_seed(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("seed", [2, 3])
 def test_a_broken_case_study_gets_its_own_message_once_without_traceback(tmp_path, seed):
     cfg = write_config(tmp_path, {"case_studies": {"figure3": {"panels": [{"study": "cs_epochs", "t0": 7}]}}})
     r = _smk_seeded(seed, "-n", "-d", str(tmp_path), "results/figure3.pdf", "--configfile", str(CASE_DEMO), cfg)
