@@ -1,6 +1,3 @@
-ruleorder: case_study > paper_figure
-
-
 rule case_study:
     """results/<case>.pdf, .png, .csv: one of the paper's case studies (config `case_studies`),
     from the tables of its (derived) studies: Figures 3, 15 (Algorithm 1), 4, 16 (Algorithms 2,

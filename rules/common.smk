@@ -23,22 +23,43 @@ _problems = schema_problems(config, os.path.join(workflow.basedir, "schemas", "c
 if _problems:
     raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")
-# The one route from a config to its studies (threeregime/plan.py): case studies expanded into
-# derived studies (keyed, indexed and shared like any other study's), every study resolved.
 from threeregime.casestudies import case_names_pattern  # noqa: E402
+from threeregime.datacheck import dry_run_data_notes  # noqa: E402
+from threeregime.snakemake_cli import command_line, interrupt_at_once, restore_interrupt  # noqa: E402
 
+# Snakemake's command line (targets, -n), or None in a job's own process, --lint, --unlock.
+REQUEST = command_line()
+if REQUEST is not None:
+    # Ctrl-C stops planning and DAG building at once (onstart below gives Snakemake its own
+    # handling back before jobs run).
+    interrupt_at_once()
 try:
+    # The one route from a config to its studies (threeregime/plan.py): case studies expanded into
+    # derived studies (keyed, indexed and shared like any other study's), every study resolved.
     PLAN = plan_of(config)
+    # The targets asked for, checked now: an error raised while Snakemake builds the DAG comes
+    # wrapped in an InputFunctionException and a traceback.
+    NEEDED = PLAN.targets(REQUEST.targets, PLAN.config.get("figures", {}), config.get("default_studies", [])) \
+        if REQUEST is not None else []
 except ConfigError as e:
     raise WorkflowError(f"config error: {e}")
 # Jobs that read one study's section from the config (tables, figures) see the derived ones too.
 config["studies"] = PLAN.config["studies"]
 STUDIES, BROKEN, CASES, CASES_BROKEN = PLAN.studies, PLAN.broken, PLAN.cases, PLAN.cases_broken
+# Each target name is made by one rule: results/<name>.pdf is a case study's or a figure's
+# (never both: threeregime.casestudies.expand_config), so which error a user sees never
+# depends on the order Snakemake tries rules in.
 CASE_PATTERN = case_names_pattern(set(CASES) | set(CASES_BROKEN))
-if BROKEN:
+FIGURE_PATTERN = case_names_pattern(config.get("figures", {}))
+if REQUEST is not None:
     # Not an error until one of their targets is asked for (see threeregime.study.studies).
-    print(f"note: {len(BROKEN)} studies cannot run with this config and are skipped unless asked for:\n"
-          + "\n".join(f"  {n}: {BROKEN[n]}" for n in sorted(BROKEN)), file=sys.stderr)
+    unused = [n for n in PLAN.user_studies if n in BROKEN and n not in NEEDED]
+    if unused:
+        print(f"note: {len(unused)} studies cannot run with this config and are skipped unless asked for:\n"
+              + "\n".join(f"  {n}: {BROKEN[n]}" for n in unused), file=sys.stderr)
+    if REQUEST.dryrun:
+        for line in dry_run_data_notes([PLAN.study(n).data for n in NEEDED]):
+            print(line, file=sys.stderr)
 
 INDEX = PLAN.index
 FIGURES = config.get("figures", {})
@@ -64,6 +85,7 @@ wildcard_constraints:
 
 
 onstart:
+    restore_interrupt()
     # Needs the data sets, so it runs when the workflow starts (before any job), not on -n:
     # only the data sets of jobs this run will execute are checked.
     jobs = [j.wildcards for j in workflow.dag.needrun_jobs()]

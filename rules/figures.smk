@@ -27,6 +27,8 @@ rule paper_figure:
                    subcategory="{figure}"),
     params:
         spec=lambda wc: FIGURES[wc.figure],
+    wildcard_constraints:
+        figure=FIGURE_PATTERN,
     conda:
         ENV
     log:

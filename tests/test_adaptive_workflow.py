@@ -12,7 +12,7 @@ from test_workflow import ENGINE, job_counts, smk, write_config
 
 pytestmark = pytest.mark.slow  # runs grids through the real Snakefile
 
-# 1 temperature x 4 densities (one dense job); thresholds no cell can cross (LMC >= -1 > ε,
+# 1 temperature x 4 densities (one dense job); thresholds no cell can cross (LMC >= -1 = ε,
 # CKA >= 0.001), so every cell is II-B and the search computes the ends of the load axis and its
 # middle: 3 of 4 cells, in one round.
 TINY = {
@@ -24,7 +24,7 @@ TINY = {
     "retrain": {"epochs": 2, "milestones": [1]},
     "seeds": {"dense": [1], "retrain": [1, 2]},
     "landscape": {"points": 3, "bn_samples": 300, "error_samples": 300, "cka_samples": 300},
-    "regimes": {"lmc_epsilon": -10.0, "cka_threshold": 0.001},
+    "regimes": {"lmc_epsilon": -1.0, "cka_threshold": 0.001},
     "adaptive": {"per_round": 2},
 }
 TARGET = "results/studies/tiny/adaptive.pdf"

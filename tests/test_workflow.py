@@ -104,7 +104,7 @@ def test_lint_is_clean():
 @pytest.mark.parametrize("override, message", [
     ({"defaults": {"seeds": {"retrain": [1]}}}, "retrain"),
     ({"studies": {"epochs_density": {"temperature": {"axis": "epochs", "values": [15]}}}}, "not a saved checkpoint"),
-    ({"defaults": {"train": {"epochs": 155}}}, "divisible by train.checkpoint_every"),
+    ({"defaults": {"train": {"epochs": 155}}}, "checkpoint_every: 10 does not divide train.epochs = 155"),
     ({"studies": {"epochs_density": {"load": {"axis": "density", "values": [0.1, 0.1]}}}}, "duplicate"),
     ({"defaults": {"prune": {"method": "random"}}}, "method"),
     ({"defaults": {"data": {"name": "imagenet"}}}, "imagenet"),

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
+from .configfiles import number_hint
 from .spec.common import ConfigError, deep_merge, digest, fmt
 from .study import Axis, study_axis
 
@@ -165,7 +166,7 @@ class CaseAlgorithm:
 
 def _number(v, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        hint = " (YAML reads 1e-3 as a string: write 1.0e-3)" if isinstance(v, str) else ""
+        hint = number_hint(v) if isinstance(v, str) else ""
         raise ConfigError(f"{where}: {v!r} is not a number{hint}")
     return float(v)
 
@@ -299,8 +300,11 @@ ALGORITHMS: dict[str, CaseAlgorithm] = {
 
 # --- config -> derived studies -------------------------------------------------------------------
 
+DERIVED_PREFIX = "case-"  # derived studies' names start with it; users' may not (threeregime.plan)
+
+
 def _derived_name(base: str, role: str, raw: dict) -> str:
-    return f"case-{base}-{role}-{digest(raw)}"
+    return f"{DERIVED_PREFIX}{base}-{role}-{digest(raw)}"
 
 
 def _with_load(raw: dict, load: dict | None) -> dict:

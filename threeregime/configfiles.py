@@ -6,6 +6,9 @@ twice silently loses the first one; this finds them, with file and line.
 
 from __future__ import annotations
 
+import math
+import re
+
 import yaml
 
 
@@ -83,8 +86,9 @@ if __name__ == "__main__":
 
 def schema_problems(config: dict, schema_path: str) -> list[str]:
     """The config's violations of the JSON schema, one line each, naming the key as written
-    in YAML (`defaults.train.lr`) and, for a number written so that YAML reads a string
-    (`1e-3`), how to write it."""
+    in YAML (`defaults.train.lr`), what is allowed (each alternative, for keys with several)
+    and, for a number YAML read as a string, how to write it; then every number that is not
+    finite (`.nan`, `.inf` pass every bound of a schema)."""
     import jsonschema
 
     with open(schema_path) as f:
@@ -92,16 +96,95 @@ def schema_problems(config: dict, schema_path: str) -> list[str]:
     validator = jsonschema.validators.validator_for(schema)(schema)
     problems = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
-        # anyOf/oneOf: the most specific reason
-        err = jsonschema.exceptions.best_match([err]) if err.context else err
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        msg = f"{key}: {err.message}"
+        if err.validator in ("anyOf", "oneOf"):
+            alternatives = "; or ".join(describe(s) for s in err.validator_value)
+            if err.validator == "oneOf" and not err.context:  # it matches more than one
+                msg = f"{key}: {_short(err.instance)} matches more than one form; write exactly one of: {alternatives}"
+            else:
+                msg = f"{key}: {_short(err.instance)} is not allowed; write one of: {alternatives}"
+        else:
+            msg = f"{key}: {err.message}"
         if isinstance(err.instance, str) and err.validator in ("type", "anyOf", "oneOf"):
-            try:
-                float(err.instance)
-                msg += (f" (YAML reads {err.instance} as a string: write it with a decimal point and a signed "
-                        f"exponent, e.g. 1.0e-3, or as 0.001)")
-            except ValueError:
-                pass
+            msg += number_hint(err.instance)
         problems.append(msg)
-    return problems
+    return problems + non_finite(config)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe(schema: dict) -> str:
+    """One alternative of an anyOf/oneOf in words: 'true or false', 'one of [...]', '0',
+    'a number >= 2', 'a mapping with the key study'."""
+    parts = []
+    if "const" in schema:
+        parts.append(json_literal(schema["const"]))
+    if "enum" in schema:
+        parts.append(f"one of {[json_literal(v) for v in schema['enum']]}".replace("'", ""))
+    kind = schema.get("type")
+    if kind == "boolean":
+        parts.append("true or false")
+    elif kind:
+        parts.append({"integer": "a whole number", "number": "a number", "string": "a string", "array": "a list",
+                      "object": "a mapping"}.get(kind, f"a {kind}"))
+    bounds = [f"{op} {schema[k]}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                 ("maximum", "<="), ("exclusiveMaximum", "<")) if k in schema]
+    if bounds:
+        parts.append(("a number " if not kind else "") + " and ".join(bounds))
+    if "required" in schema:
+        keys = " and ".join(schema["required"])
+        parts.append(f"a mapping with the key{'s' if len(schema['required']) > 1 else ''} {keys}")
+    return " ".join(parts) if parts else json_literal(schema)
+
+
+def json_literal(value) -> str:
+    """A value as written in YAML: true/false, numbers and strings as they are."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def number_hint(text: str) -> str:
+    """Why a number came out as a string, and how to write it: YAML 1.1 reads `1e-3` (no decimal
+    point, or an unsigned exponent) as a string; a number in quotes is a string on purpose."""
+    try:
+        value = float(text)
+    except ValueError:
+        return ""
+    if not math.isfinite(value):
+        return ""
+    loaded = yaml.safe_load(text)
+    if isinstance(loaded, (int, float)) and not isinstance(loaded, bool):
+        return f" (in quotes YAML reads a string: write {text} without quotes)"
+    plain = repr(value)
+    written = yaml_float(text)
+    also = f" or {plain}" if "e" not in plain and plain != written else ""
+    return f" (YAML reads {text} as a string: write it as {written}{also})"
+
+
+def yaml_float(text: str) -> str:
+    """A number written as YAML 1.1 reads it as a float: a decimal point in the mantissa and a
+    signed exponent (1e-3 -> 1.0e-3, 5E4 -> 5.0E+4); other forms as they are."""
+    m = re.fullmatch(r"([+-]?[0-9]*\.?[0-9]*)([eE])([+-]?)([0-9]+)", text.strip())
+    if not m:
+        return text
+    mantissa, e, sign, digits = m.groups()
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}{e}{sign or '+'}{digits}"
+
+
+def non_finite(config, where: str = "") -> list[str]:
+    """'<key>: nan is not a finite number ...' for every NaN or infinity in the config: no schema
+    bound refuses them (NaN compares false with every bound), and no key means one."""
+    if isinstance(config, dict):
+        return [p for k, v in config.items() for p in non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(config, list):
+        return [p for i, v in enumerate(config) for p in non_finite(v, f"{where}[{i}]")]
+    if isinstance(config, float) and not math.isfinite(config):
+        return [f"{where}: {config} is not a finite number (YAML reads .nan, .inf and -.inf as NaN and "
+                f"infinity); write a finite number"]
+    return []

@@ -22,7 +22,7 @@ import torch
 from .atomic import write_atomic
 from .spec.common import ConfigError
 from .spec.data import (IMAGEFOLDER, IMAGEFOLDER_SIZE, SPLITS, SUBSAMPLE_SEED, TORCHVISION, DataError, DataSpec,
-                        check_image_folder)
+                        channels_first_problem, check_image_folder)
 
 # Normalisation constants used by the reference recipe for CIFAR.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -53,6 +53,9 @@ def _check_arrays(x_train, y_train, x_test, y_test, where: str) -> None:
         if x.dtype != np.uint8 or x.ndim != 4:
             raise DataError(f"{where}: {name} must be uint8 NHWC images [N, H, W, C], "
                             f"got dtype {x.dtype} and shape {x.shape}")
+        problem = channels_first_problem(name, x.shape, where)
+        if problem:
+            raise DataError(problem)
     for name, x, y in (("y_train", x_train, y_train), ("y_test", x_test, y_test)):
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: {name} must be integer labels [N] with N = {len(x)}, "

@@ -12,6 +12,7 @@ Imports no torch (tests/test_spec_layer.py).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +35,15 @@ class Plan:
     index: Index = field(default_factory=Index)
     derived: frozenset = frozenset()                 # names of the studies case studies derived
 
+    @property
+    def user_studies(self) -> list[str]:
+        """The names of the studies the config writes (not those its case studies derive)."""
+        return sorted(n for n in (*self.studies, *self.broken) if n not in self.derived)
+
     def study(self, name: str) -> Study:
         """The study a target names, or a ConfigError saying why it cannot run."""
+        if name not in self.studies and name not in self.broken:
+            raise ConfigError(f"no study named {name!r}; studies: {self.user_studies}")
         return usable_study(self.studies, self.broken, name)
 
     def case(self, name: str):
@@ -45,16 +53,55 @@ class Plan:
         if name not in self.cases:
             raise ConfigError(f"no case study named {name!r}; case studies: "
                               f"{sorted(set(self.cases) | set(self.cases_broken))}")
-        for s in self.cases[name].study_names():
-            self.study(s)
-        return self.cases[name]
+        case = self.cases[name]
+        for panel in case.panels:
+            for role, s in panel.studies.items():
+                if s in self.broken and s in self.derived:  # its error names a study the user never wrote
+                    raise ConfigError(f"case_studies.{name}: the {role!r} study it derives from {panel.base!r} "
+                                      f"cannot run: {self.broken[s]}")
+                self.study(s)
+        return case
+
+    def targets(self, targets, figures: dict, default_studies) -> list[str]:
+        """The studies the command line's targets need, or a ConfigError saying why one cannot be
+        made (the README's targets: results/<figure or case study>.pdf/.png/.csv,
+        results/studies/<study>/..., none for `default_studies`). Other paths are left to Snakemake."""
+        needed = []
+        for target in targets or ["all"]:
+            path = os.path.normpath(target)
+            if os.path.isabs(path):
+                path = os.path.relpath(path)
+            whole = re.fullmatch(r"results/([^/]+)\.(pdf|png|csv)", path)
+            inside = re.match(r"results/studies/([^/]+)/", path)
+            if target in ("all", "gallery"):
+                names = list(default_studies)
+            elif whole and (whole.group(1) in self.cases or whole.group(1) in self.cases_broken):
+                names = self.case(whole.group(1)).study_names()
+            elif whole and whole.group(1) in figures:
+                spec = figures[whole.group(1)]
+                names = [spec["study"]] if "study" in spec else list(spec["compare"])
+            elif whole:
+                raise ConfigError(f"{target}: no figure or case study named {whole.group(1)!r}; figures: "
+                                  f"{sorted(figures)}; case studies: {sorted({*self.cases, *self.cases_broken})}")
+            elif inside:
+                names = [inside.group(1)]
+            else:
+                continue
+            for n in names:
+                self.study(n)
+            needed += [n for n in names if n not in needed]
+        return needed
 
 
 def plan_of(config: dict) -> Plan:
     """The plan of a validated config (schema defaults filled in). The config itself is not
     changed: the derived studies of case studies live in `Plan.config`."""
-    from .casestudies import expand_config
+    from .casestudies import DERIVED_PREFIX, expand_config
 
+    for name in config.get("studies") or {}:
+        if str(name).startswith(DERIVED_PREFIX):  # else a case study's derived study would replace it unseen
+            raise ConfigError(f"studies.{name}: names starting with {DERIVED_PREFIX!r} are kept for the studies "
+                              f"case studies derive ({DERIVED_PREFIX}<base>-<role>-<8 hex>); rename the study")
     cases, derived, cases_broken = expand_config(config)
     full = {**config, "studies": {**(config.get("studies") or {}), **derived}}
     ok, broken = studies(full)

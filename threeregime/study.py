@@ -12,13 +12,13 @@ Adding a temperature or load axis is one `Axis` entry in AXES plus its tests.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from .configfiles import number_hint
 from .regimes import Regimes
 from .spec.common import ConfigError, deep_merge, fmt, whole
 from .spec.data import IMAGEFOLDER, DataIdentity, DataSpec, check_image_folder
@@ -285,8 +285,7 @@ def train_spec(section: dict, key: str) -> TrainSpec:
         for k in ("lr", "momentum", "weight_decay", "rho", "gamma"):  # 0 and 0.0 must make one key
             if k in kw:
                 if isinstance(kw[k], str):
-                    raise ConfigError(f"{key}.{k}: {kw[k]!r} is not a number (YAML reads 1e-3 as a string: "
-                                      f"write 1.0e-3)")
+                    raise ConfigError(f"{key}.{k}: {kw[k]!r} is not a number{number_hint(kw[k])}")
                 kw[k] = float(kw[k])
         if "milestones" in kw:
             kw["milestones"] = tuple(whole(m, f"{key}.milestones") for m in kw["milestones"])
@@ -368,7 +367,7 @@ def resolve_study(config: dict, name: str) -> Study:
         values = []
         for v in spec.get("values", []):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                hint = " (YAML reads 1e-3 as a string: write 1.0e-3)" if isinstance(v, str) else ""
+                hint = number_hint(v) if isinstance(v, str) else ""
                 raise ConfigError(f"{where}.{kind}.values: {v!r} is not a number{hint}")
             v = whole(v, f"{where}.{kind}.values") if axis.integer else float(v)
             problem = axis.check(v)
@@ -391,6 +390,7 @@ def resolve_study(config: dict, name: str) -> Study:
         check_image_folder(data.root, f"{where}.data.root")
     run = DenseRun(data.identity, model_spec(sec["model"]), train_spec(train, f"{where}.train"),
                    whole(train.get("checkpoint_every", 10), f"{where}.train.checkpoint_every"))
+    _check_schedule(run, where)
     seeds = sec["seeds"]
     retrain = RetrainSpec(train_spec(sec["retrain"], f"{where}.retrain"),
                           tuple(sorted(whole(s, f"{where}.seeds.retrain") for s in seeds["retrain"])))
@@ -407,6 +407,18 @@ def resolve_study(config: dict, name: str) -> Study:
     return study
 
 
+def _check_schedule(run: DenseRun, where: str) -> None:
+    """An epoch schedule is saved every checkpoint_every epochs, the last checkpoint being the
+    trained model: checkpoint_every must divide the epochs (checked before any value of an epochs
+    temperature, whose allowed values it decides)."""
+    if run.train.iterations or run.train.epochs % run.checkpoint_every == 0:
+        return
+    divisors = [d for d in range(1, run.train.epochs + 1) if run.train.epochs % d == 0]
+    raise ConfigError(f"{where}.train.checkpoint_every: {run.checkpoint_every} does not divide train.epochs = "
+                      f"{run.train.epochs} (each checkpoint is a job, the last one the trained model); "
+                      f"allowed: {divisors}, or change train.epochs")
+
+
 def _check_study(study: Study, where: str) -> None:
     """Cross-field checks the JSON schema cannot express."""
     for kind, vals in (("dense", study.dense_seeds), ("retrain", study.base.retrain.seeds)):
@@ -415,6 +427,11 @@ def _check_study(study: Study, where: str) -> None:
     if len(study.base.retrain.seeds) < 2:
         raise ConfigError(f"{where}.seeds.retrain needs at least 2 seeds to form pairs, "
                           f"got {list(study.base.retrain.seeds)}")
+    optimizer = study.base.run.train.optimizer
+    if study.temperature.name == "sam_rho" and optimizer not in ("sgd", "sam"):
+        raise ConfigError(f"{where}.temperature.axis: sam_rho trains the dense models with SAM at ρ > 0 and with "
+                          f"plain SGD at ρ = 0 (train's lr, momentum and schedule), but train.optimizer is "
+                          f"{optimizer!r}; set train.optimizer: sgd (or sam), or choose another temperature axis")
     if study.base.prune.method not in METHODS:
         raise ConfigError(f"{where}.prune.method: unknown pruning method {study.base.prune.method!r}; "
                           f"allowed: {list(METHODS)}")
@@ -427,6 +444,7 @@ def _check_study(study: Study, where: str) -> None:
                 except ValueError as e:  # e.g. a depth its architecture does not have
                     raise ConfigError(f"{where}.{axis.name}: {e}") from None
             run = cell.run
+            _check_schedule(run, where)
             if study.temperature.name == "epochs":
                 if run.train.iterations:
                     raise ConfigError(f"{where}: the epochs temperature needs an epoch schedule "
@@ -436,9 +454,6 @@ def _check_study(study: Study, where: str) -> None:
                     raise ConfigError(f"{where}.temperature.values: epoch {int(t)} is not a saved checkpoint; "
                                       f"allowed: {saved} (every train.checkpoint_every = "
                                       f"{run.checkpoint_every} epochs of train.epochs = {run.train.epochs})")
-            if not run.train.iterations and run.train.epochs % run.checkpoint_every:
-                raise ConfigError(f"{where}.train.epochs ({run.train.epochs}) must be divisible by "
-                                  f"train.checkpoint_every ({run.checkpoint_every}): each checkpoint is a job")
 
 
 def studies(config: dict) -> tuple[dict[str, Study], dict[str, str]]:
@@ -484,8 +499,9 @@ def _check_collisions(all_studies: dict[str, Study]) -> None:
     seen: dict[str, tuple] = {}
     for s in all_studies.values():
         for t, l, c in s.cells():
-            for path, ident in ((c.dense_path, c.run.as_dict()), (c.cell_dir, (c.run.as_dict(), asdict(c.prune)))):
-                ident = json.dumps(ident, sort_keys=True, default=str)
+            # the frozen specs themselves are the identity (equal fields, equal settings): comparing
+            # them costs a fraction of serialising every cell's settings
+            for path, ident in ((c.dense_path, c.run), (c.cell_dir, (c.run, c.prune))):
                 if seen.setdefault(path, (ident, s.name))[0] != ident:
                     raise ConfigError(f"studies.{s.name}: two different settings map to the same path {path} "
                                       f"(also used by study {seen[path][1]}): values that differ below the "

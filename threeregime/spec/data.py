@@ -48,6 +48,19 @@ def _check_identity(name: str, image_size: int, train_fraction: float) -> None:
         raise ConfigError(f"data.image_size is the size imagefolder images are resized to (a whole number "
                           f">= 1); data set {name!r} keeps its images' size: remove data.image_size, "
                           f"got {image_size}")
+def channels_first(shape) -> bool:
+    """Whether a 4-d image array's shape looks channels-first [N, C, H, W] (C of 1, 3 or 4 in
+    second place, an image side last) rather than the channels-last [N, H, W, C] jobs train on."""
+    return len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4)
+
+
+def channels_first_problem(name: str, shape, where: str) -> str | None:
+    """The refusal of images stored channels-first (read as channels-last they would train on
+    scrambled pixels, without any error), or None."""
+    if not channels_first(shape):
+        return None
+    return (f"{where}: {name} has shape {tuple(shape)}, which looks channels-first [N, C, H, W]; images must be "
+            f"stored channels-last [N, H, W, C]: save {name}.transpose(0, 2, 3, 1) instead")
 
 
 @dataclass(frozen=True)
