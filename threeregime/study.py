@@ -22,8 +22,8 @@ from .spec.common import ConfigError, deep_merge, fmt, whole
 from .spec.data import DataSpec
 from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
-from .spec.model import ModelSpec
-from .spec.prune import METHODS, PruneSpec
+from .spec.model import ModelSpec, factory_source
+from .spec.prune import DEFAULT_LAYERS, METHODS, PruneSpec
 from .spec.train import TrainSpec
 
 SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
@@ -162,14 +162,26 @@ def data_spec(data: dict) -> DataSpec:
 
 
 def model_spec(model: dict) -> ModelSpec:
-    """A study's network: arch, depth, width. The data shape is left to the job (ModelSpec.for_data)."""
+    """A study's network: arch, depth, width, or a factory with its kwargs (arch, depth and
+    width then unused). The data shape is left to the job (ModelSpec.for_data)."""
     try:
+        if model.get("factory"):
+            return ModelSpec("factory", 0, 1.0, None, None, str(model["factory"]), dict(model.get("kwargs") or {}),
+                             factory_source(model["factory"]))
         return ModelSpec(model.get("arch", "preresnet"), whole(model.get("depth", 20), "model.depth"),
                          float(model.get("width", 1)), None, None)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(str(e)) from None
+
+
+def prune_spec(prune: dict, where: str) -> PruneSpec:
+    try:
+        return PruneSpec(prune.get("method", "uniform"), float(prune.get("density", 0.05)),
+                         tuple(prune.get("layers", DEFAULT_LAYERS)), tuple(prune.get("exclude", ())))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def regimes_spec(section: dict, where: str) -> Regimes:
@@ -240,7 +252,7 @@ def resolve_study(config: dict, name: str) -> Study:
     seeds = sec["seeds"]
     retrain = RetrainSpec(train_spec(sec["retrain"], f"{where}.retrain"),
                           tuple(sorted(whole(s, f"{where}.seeds.retrain") for s in seeds["retrain"])))
-    prune = PruneSpec(sec["prune"].get("method", "uniform"), float(sec["prune"].get("density", 0.05)))
+    prune = prune_spec(sec["prune"], f"{where}.prune")
     try:
         land = LandscapeSpec(**sec["landscape"])
     except (ValueError, TypeError) as e:
@@ -261,6 +273,12 @@ def _check_study(study: Study, where: str) -> None:
     if len(study.base.retrain.seeds) < 2:
         raise ConfigError(f"{where}.seeds.retrain needs at least 2 seeds to form pairs, "
                           f"got {list(study.base.retrain.seeds)}")
+    if study.base.run.model.factory:
+        for axis in (study.temperature, study.load):
+            if axis.name in ("width", "depth"):
+                raise ConfigError(f"{where}: the {axis.name} axis changes a built-in network (model.arch); "
+                                  f"for model.factory vary its argument instead, e.g. "
+                                  f"{axis.kind}: {{axis: model.kwargs.{axis.name}, values: [...]}}")
     if study.base.prune.method not in METHODS:
         raise ConfigError(f"{where}.prune.method: unknown pruning method {study.base.prune.method!r}; "
                           f"allowed: {list(METHODS)}")
@@ -346,6 +364,7 @@ class Index:
     runs: dict[str, DenseRun] = field(default_factory=dict)
     retrains: dict[str, RetrainSpec] = field(default_factory=dict)
     landscapes: dict[str, LandscapeSpec] = field(default_factory=dict)
+    prunes: dict[str, PruneSpec] = field(default_factory=dict)
     data: dict[str, DataSpec] = field(default_factory=dict)  # by DataIdentity key: where it lives
 
     @staticmethod
@@ -356,6 +375,7 @@ class Index:
                 ix.runs[c.run.key] = c.run
                 ix.retrains[c.retrain.key] = c.retrain
                 ix.landscapes[c.landscape.key] = c.landscape
+                ix.prunes[c.prune.key] = c.prune
                 ix.data.setdefault(c.run.data.key(), s.data)
         return ix
 
@@ -374,6 +394,11 @@ class Index:
         if key not in self.landscapes:
             raise ConfigError(f"no configured study measures the landscape as {key!r}")
         return self.landscapes[key]
+
+    def prune(self, key: str) -> PruneSpec:
+        if key not in self.prunes:
+            raise ConfigError(f"no configured study prunes as {key!r}")
+        return self.prunes[key]
 
     def data_of(self, run_key: str) -> DataSpec:
         return self.data[self.run(run_key).data.key()]

@@ -1,0 +1,275 @@
+"""Your own network (model.factory): identity in the spec layer, K copies of a generic module
+with the interface of the built-in fused networks, checkpoints in the user's own format."""
+
+import importlib.util
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+
+from threeregime.data import DeviceData, from_arrays
+from threeregime.engine import Engine, build_model, reestimate_bn, shared_input
+from threeregime.generic import FactoryError, GenericNetwork, build_module, check_output
+from threeregime.models import build_network
+from threeregime.spec.common import ConfigError
+from threeregime.spec.model import ModelSpec, factory_source
+from threeregime.spec.train import TrainSpec
+from threeregime.training import train_copies
+
+from tolerance_log import record
+
+QUIET = dict(log=lambda *a: None)
+
+MY_MODELS = textwrap.dedent('''
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+
+    class SmallCNN(nn.Module):
+        def __init__(self, width=2, in_channels=3, num_classes=10):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, 4 * width, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(4 * width)
+            self.conv2 = nn.Conv2d(4 * width, 8 * width, 3, padding=1)
+            self.bn2 = nn.BatchNorm2d(8 * width)
+            self.fc = nn.Linear(8 * width, num_classes)
+
+        def forward(self, x):
+            x = F.relu(self.bn1(self.conv1(x)))
+            x = F.max_pool2d(x, 2, ceil_mode=True)
+            x = F.relu(self.bn2(self.conv2(x)))
+            return self.fc(x.mean(dim=(2, 3)))
+
+
+    def small_cnn(width=2, in_channels=3, num_classes=10):
+        return SmallCNN(width, in_channels, num_classes)
+
+
+    def no_bn(num_classes=10):
+        return nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+    def wrong_classes(in_channels=1):
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+
+
+    def broken(width=1):
+        raise RuntimeError("no such width")
+
+
+    def not_a_module():
+        return 42
+''')
+
+
+@pytest.fixture
+def my_models(tmp_path):
+    path = tmp_path / "my_models.py"
+    path.write_text(MY_MODELS)
+    return path
+
+
+def _spec(path, fn="small_cnn", in_channels=1, num_classes=10, **kwargs):
+    f = f"{path}:{fn}"
+    return ModelSpec("factory", 0, 1.0, in_channels, num_classes, f, kwargs, factory_source(f))
+
+
+def _user_class(path):
+    spec = importlib.util.spec_from_file_location("user_models_for_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _small(ds, n):
+    return from_arrays(ds.x_train[:n], ds.y_train[:n], ds.x_test[:64], ds.y_test[:64])
+
+
+# --- the spec layer ---------------------------------------------------------------------------------
+
+def test_factory_identity_follows_the_file(my_models):
+    spec = _spec(my_models, width=2)
+    ident = spec.identity()
+    assert ident["factory"] == f"{my_models}:small_cnn" and ident["kwargs"] == {"width": 2}
+    assert ident["source"].startswith("sha256:") and len(ident["source"]) == len("sha256:") + 16
+    assert ModelSpec.from_identity(ident) == spec.for_data(1, 10).__class__.from_identity(ident)
+    assert spec.key == "small-cnn" and spec.run_label == "small-cnn"
+    before = ident["source"]
+    my_models.write_text(MY_MODELS + "\n# an edit\n")
+    assert factory_source(f"{my_models}:small_cnn") != before
+    # the built-in networks keep their identity (and so their keys)
+    assert ModelSpec().identity() == {"arch": "preresnet", "depth": 20, "width": 1.0}
+    assert ModelSpec().run_label == "preresnet20w1"
+    # a library: its name and version, found without importing it
+    assert factory_source("torchvision.models:resnet18").startswith("torchvision==")
+
+
+def test_factory_refused_in_the_spec_layer(my_models):
+    with pytest.raises(ConfigError, match="model.factory: file 'nowhere.py' not found"):
+        factory_source("nowhere.py:net")
+    with pytest.raises(ConfigError, match=r"defines no 'resnet' at its top level; it defines: .*'small_cnn'"):
+        factory_source(f"{my_models}:resnet")
+    with pytest.raises(ConfigError, match="is not 'file.py:function'"):
+        factory_source("my_models.py")
+    with pytest.raises(ConfigError, match="module 'nosuchpkg.nets' is neither installed nor on the Python path"):
+        factory_source("nosuchpkg.nets:build")
+    with pytest.raises(ConfigError, match="model.kwargs.weights: 'DEFAULT' asks for pretrained weights"):
+        ModelSpec("factory", 0, 1.0, None, None, "torchvision.models:resnet18", {"weights": "DEFAULT"}, "x")
+
+
+def test_factory_refused_at_build(my_models):
+    with pytest.raises(FactoryError, match=r"broken\(\*\*\{'width': 1\}\) raised RuntimeError: no such width"):
+        build_module(_spec(my_models, "broken", width=1))
+    with pytest.raises(FactoryError, match="returned a int, not a torch.nn.Module"):
+        build_module(_spec(my_models, "not_a_module"))
+    with pytest.raises(FactoryError, match=r"returned \(2, 3\) for 2 images; expected logits \(2, 10\)"):
+        check_output(_spec(my_models, "wrong_classes"), (8, 8, 1))
+    with pytest.raises(FactoryError, match="fails on images"):
+        check_output(_spec(my_models, "no_bn", in_channels=3), (8, 8, 3))
+    with pytest.raises(FactoryError, match="model.kwargs.num_classes is 7 but the data set has 10"):
+        spec = _spec(my_models)
+        build_module(ModelSpec("factory", 0, 1.0, 1, 10, spec.factory, {"num_classes": 7}, spec.source))
+    check_output(_spec(my_models, width=1), (8, 8, 1))  # a good one passes
+
+
+def test_data_shape_reaches_the_factory(my_models):
+    net = build_module(_spec(my_models, in_channels=3, num_classes=5, width=1))
+    assert net.conv1.in_channels == 3 and net.fc.out_features == 5
+    # torchvision's builders take num_classes through **kwargs, and build untrained
+    tv = build_module(ModelSpec("factory", 0, 1.0, 3, 7, "torchvision.models:resnet18", {}, "v"))
+    assert tv.fc.out_features == 7
+
+
+# --- K copies ---------------------------------------------------------------------------------------
+
+def test_copies_are_the_users_state_dicts(my_models):
+    spec = _spec(my_models, width=1)
+    torch.manual_seed(0)
+    model = build_network(spec, 3)
+    assert isinstance(model, GenericNetwork)
+    user = _user_class(my_models)
+    one = user.SmallCNN(1, 1, 10)
+    assert set(model.state_dict()) == set(one.state_dict())
+    assert model.conv1.weight.shape == (3 * 4, 1, 3, 3)                 # copy k in block k of dim 0
+    assert model.bn1.num_batches_tracked.shape == (3,)
+    for k in range(3):
+        one.load_state_dict(model.copy_state(k))                         # MyNet().load_state_dict(...)
+    states = [model.copy_state(k) for k in range(3)]
+    again = build_network(spec, 3)
+    again.load_copies(states[::-1])
+    assert torch.equal(again.copy_state(0)["conv1.weight"], states[2]["conv1.weight"])
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        model.eval()
+        fused = model(shared_input(x, 3))
+    assert fused.shape == (5, 3, 10)
+    for k in range(3):
+        one.load_state_dict(states[k])
+        one.eval()
+        with torch.no_grad():
+            # fp32, the same arithmetic per copy (vmap turns K convolutions into one grouped
+            # one: sums of 9 products in another order): a few ulp of logits ~1
+            assert (fused[:, k] - one(x)).abs().max() < 1e-6
+
+
+def test_fused_training_equals_separate_runs(my_models, cifar_small):
+    """Three copies of a user's BatchNorm network trained in one process (vmap) = three
+    separate runs, including each copy's running statistics."""
+    small = _small(cifar_small, 192)
+    c = small.image_shape[-1]
+    spec = _spec(my_models, in_channels=c, num_classes=small.num_classes, width=1)
+    data = DeviceData(small, torch.device("cpu"), crop_padding=4, hflip=True)
+    torch.manual_seed(0)
+    init = build_network(spec, 1).copy_state(0)
+    hp = TrainSpec(epochs=1, batch_size=64, lr=0.01, milestones=())  # 3 SGD steps
+    fused, fh = train_copies(spec, [init] * 3, [1, 2, 3], data, hp, Engine(), **QUIET)
+    for k, seed in enumerate((1, 2, 3)):
+        (alone,), ah = train_copies(spec, [init], [seed], data, hp, Engine(), **QUIET)
+        diff = max((fused[k][n] - alone[n]).abs().max().item() for n in alone if alone[n].is_floating_point())
+        record(f"generic: max |fused - alone| seed {seed}", diff, 1e-5)
+        # fp32, 3 SGD steps at lr 0.01: the per-step rounding of w (|w| < 2: 1.2e-7) plus lr x the
+        # gradient's reordering noise (~1e-6 relative on |g| ~ 1) x 2.7 (momentum) stays below 1e-6;
+        # 1e-5 leaves room for one ReLU flipping at 0 (as tests/test_training.py)
+        assert diff <= 1e-5, (seed, diff)
+        assert torch.equal(fused[k]["bn1.num_batches_tracked"], alone["bn1.num_batches_tracked"])
+    assert (fused[0]["conv1.weight"] - fused[1]["conv1.weight"]).abs().max() > 1e-4
+
+
+def test_sequential_fallback_is_the_users_module(my_models, cifar_small):
+    """One copy after another runs the user's module on each copy's own tensors: outputs,
+    gradients and running statistics bitwise those of the plain module."""
+    small = _small(cifar_small, 128)
+    spec = _spec(my_models, in_channels=small.image_shape[-1], num_classes=small.num_classes, width=1)
+    data = DeviceData(small, torch.device("cpu"), crop_padding=0, hflip=False)
+    torch.manual_seed(0)
+    init = [build_network(spec, 1).copy_state(0) for _ in range(2)]
+    model = build_model(spec, init, Engine())
+    model.mode = "sequential"
+    x = data.normalize(data.x_train[:32]).contiguous()  # the layout one model alone gets in the tests
+    model.train()
+    out = model(shared_input(x, 2))
+    out.pow(2).sum().backward()
+    user = _user_class(my_models)
+    for k in range(2):
+        one = user.SmallCNN(1, small.image_shape[-1], small.num_classes)
+        one.load_state_dict(init[k])
+        one.train()
+        ref = one(x)
+        ref.pow(2).sum().backward()
+        assert torch.equal(out[:, k], ref)
+        assert torch.equal(model.conv1.weight.grad.view(2, *one.conv1.weight.shape)[k], one.conv1.weight.grad)
+        assert torch.equal(model.copy_state(k)["bn2.running_var"], one.bn2.running_var)
+
+
+def test_vmap_failure_falls_back_without_double_counting(tmp_path, cifar_small):
+    """A module vmap cannot run (data-dependent control flow) runs one copy after another,
+    and the failed fused attempt leaves no trace in the running statistics."""
+    path = tmp_path / "branchy.py"
+    path.write_text(textwrap.dedent('''
+        import torch.nn as nn
+
+        class Branchy(nn.Module):
+            def __init__(self, num_classes):
+                super().__init__()
+                self.bn = nn.BatchNorm2d(1)
+                self.fc = nn.Linear(64, num_classes)
+
+            def forward(self, x):
+                x = self.bn(x)
+                if x.sum().item() > -1e9:   # .item() cannot run under vmap
+                    x = x * 1.0
+                return self.fc(x.flatten(1))
+
+        def branchy(num_classes=10):
+            return Branchy(num_classes)
+    '''))
+    spec = _spec(path, "branchy", in_channels=1, num_classes=10)
+    model = build_network(spec, 2)
+    x = torch.randn(4, 2, 8, 8)
+    model.train()
+    out = model(x)
+    assert model.mode == "sequential" and "item" in model.fallback_reason.lower() or model.mode == "sequential"
+    assert out.shape == (4, 2, 10)
+    assert model.bn.num_batches_tracked.tolist() == [1, 1]
+
+
+def test_bn_reestimation_reaches_every_copy(my_models, cifar_small):
+    """engine.reestimate_bn's hooks on model.modules() see each copy's statistics: the
+    re-estimated buffers of copy k equal those of copy k re-estimated alone."""
+    small = _small(cifar_small, 96)
+    spec = _spec(my_models, in_channels=small.image_shape[-1], num_classes=small.num_classes, width=1)
+    data = DeviceData(small, torch.device("cpu"), crop_padding=0, hflip=False)
+    torch.manual_seed(1)
+    states = [build_network(spec, 1).copy_state(0) for _ in range(3)]
+    engine = Engine(eval_batch_size=40)
+    fused = build_model(spec, states, engine)
+    reestimate_bn(fused, data.x_train, data, engine)
+    for k in range(3):
+        alone = build_model(spec, [states[k]], engine)
+        reestimate_bn(alone, data.x_train, data, engine)
+        got, want = fused.copy_state(k), alone.copy_state(0)
+        for name in ("bn1.running_mean", "bn1.running_var", "bn2.running_mean", "bn2.running_var"):
+            # float32 statistics of the same inputs, merged in float64: rounding of the inputs only
+            assert torch.allclose(got[name], want[name], rtol=1e-5, atol=1e-6), name
+        assert not torch.equal(got["bn2.running_var"], states[k]["bn2.running_var"])
