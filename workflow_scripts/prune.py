@@ -11,5 +11,6 @@ smk = snakemake  # noqa: F821
 wc = smk.wildcards
 prune = PruneSpec.from_dict(smk.params.prune)
 dense = {"kind": "dense", "run": wc.run, "seed": int(wc.dseed), "ckpt": wc.ckpt}
-prune_checkpoint(smk.input[0], smk.output[0], prune, expect=dense,
-                 meta={**dense, "kind": "pruned", "prune": wc.prune}, log=JobLog(smk.log[0]))
+prune_checkpoint(smk.input[0], smk.output[0], prune.density, prune.method, expect=dense,
+                 meta={**dense, "kind": "pruned", "prune": wc.prune}, log=JobLog(smk.log[0]), layers=prune.layers,
+                 exclude=prune.exclude)
