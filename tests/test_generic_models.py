@@ -6,7 +6,6 @@ import textwrap
 
 import pytest
 import torch
-import torch.nn as nn
 
 from threeregime.data import DeviceData, from_arrays
 from threeregime.engine import Engine, build_model, reestimate_bn, shared_input
@@ -273,3 +272,51 @@ def test_bn_reestimation_reaches_every_copy(my_models, cifar_small):
             # float32 statistics of the same inputs, merged in float64: rounding of the inputs only
             assert torch.allclose(got[name], want[name], rtol=1e-5, atol=1e-6), name
         assert not torch.equal(got["bn2.running_var"], states[k]["bn2.running_var"])
+
+
+# --- planning ---------------------------------------------------------------------------------------
+
+def _two_studies(tmp_path, factory):
+    import yaml
+
+    study = {"temperature": {"axis": "epochs", "values": [1, 2]}, "load": {"axis": "density", "values": [0.1, 0.5]},
+             "data": {"name": "digits", "root": ""}, "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1},
+             "retrain": {"epochs": 2, "milestones": [1]}, "seeds": {"dense": [1], "retrain": [1, 2]}}
+    cfg = {"studies": {"builtin": {**study, "model": {"depth": 8, "width": 0.5}},
+                       "mine": {**study, "model": {"factory": factory, "kwargs": {"width": 2}},
+                                "prune": {"layers": ["conv", "linear"], "exclude": ["fc"]}}}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def _paths(plan, name):
+    s = plan.study(name)
+    return {p for _, _, c in s.cells() for p in (c.dense_path, c.cell_dir, c.landscape_path)}
+
+
+def test_editing_the_factory_file_replans_only_its_runs(my_models, tmp_path):
+    from threeregime.plan import load_plan
+
+    cfg = _two_studies(tmp_path, f"{my_models}:small_cnn")
+    before = load_plan([cfg])
+    mine = before.study("mine")
+    run = mine.base.run
+    assert run.model.factory.endswith("my_models.py:small_cnn") and run.model.kwargs == {"width": 2}
+    assert run.key.startswith("digits_small-cnn_sgd_bs64_e2-")
+    assert mine.base.prune.key.startswith("uniform_d0.05_s")                 # a non-default selection
+    assert all("_s" in c.cell_dir.rsplit("/", 1)[1] for _, _, c in mine.cells())
+    assert before.index.prune(mine.cell(1, 0.1, 1).prune.key).exclude == ("fc",)
+    my_models.write_text(MY_MODELS.replace("padding=1)", "padding=1)  # edited"))
+    after = load_plan([cfg])
+    assert _paths(after, "builtin") == _paths(before, "builtin")
+    assert not _paths(after, "mine") & _paths(before, "mine")                 # every artifact of it is new
+    # a kwargs change is another network too, and the width axis of built-in networks is refused
+    import yaml
+
+    cfg_dict = yaml.safe_load(open(cfg))
+    cfg_dict["studies"]["mine"]["load"] = {"axis": "width", "values": [1, 2]}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg_dict))
+    with pytest.raises(ConfigError, match=r"studies.mine: the width axis changes a built-in network .*"
+                                          r"model.kwargs.width"):
+        load_plan([cfg]).study("mine")
