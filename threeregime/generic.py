@@ -153,6 +153,10 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 class GenericNetwork(FusedNetwork):
     """K copies of a user's module (see the module docstring)."""
 
+    # The training step of a user's module is not captured in a CUDA graph (engine.cuda_graph):
+    # capturing vmap'd functional calls has not been measured on a GPU here; eager steps are safe.
+    cuda_graphable = False
+
     def __init__(self, spec: ModelSpec, copies: int = 1, nets: list[nn.Module] | None = None):
         nn.Module.__init__(self)
         self.spec, self.copies = spec, copies
