@@ -320,3 +320,33 @@ def test_editing_the_factory_file_replans_only_its_runs(my_models, tmp_path):
     with pytest.raises(ConfigError, match=r"studies.mine: the width axis changes a built-in network .*"
                                           r"model.kwargs.width"):
         load_plan([cfg]).study("mine")
+
+
+# --- advice for your own model ------------------------------------------------------------------------
+
+def test_advise_takes_a_factory_and_its_kwargs(my_models, tmp_path, capsys):
+    import json
+
+    from threeregime.advise import main
+
+    user = _user_class(my_models)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "mine.pt"
+    torch.save(user.SmallCNN(1, 1, 10).state_dict(), ckpt)  # digits: 1 channel, 10 classes
+    out = tmp_path / "advice"
+    common = ["--density", "0.5", "--data", "digits", "--crop-padding", "1", "--no-hflip", "--epochs", "1",
+              "--seeds", "1", "2", "--samples", "200", "--device", "cpu", "--out", str(out)]
+    rc = main([str(ckpt), "--factory", f"{my_models}:small_cnn", "--kwargs", '{"width": 1}',
+               "--layers", "conv", "linear", "--exclude", "fc", *common])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "advice.json").read_text())
+    assert res["model"]["factory"] == f"{my_models}:small_cnn" and res["model"]["kwargs"] == {"width": 1}
+    assert res["model"]["in_channels"] == 1 and res["model"]["num_classes"] == 10
+    # conv1 (1*4*9 = 36) and conv2 (4*8*9 = 288) pruned uniformly to half: 18 + 144 of 324 kept
+    assert res["achieved_density"] == 0.5
+    assert res["regime"] in ("I", "II-A", "II-B", "missing")
+    # the wrong kwargs: another network's shapes, named
+    rc = main([str(ckpt), "--factory", f"{my_models}:small_cnn", "--kwargs", '{"width": 2}', *common])
+    assert rc == 2 and "conv1.weight has shape (4, 1, 3, 3), expected (8, 1, 3, 3)" in capsys.readouterr().err
+    rc = main([str(ckpt), "--factory", f"{my_models}:small_cnn", "--kwargs", "width=2", *common])
+    assert rc == 2 and "--kwargs 'width=2' is not JSON" in capsys.readouterr().err
