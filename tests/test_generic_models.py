@@ -350,3 +350,91 @@ def test_advise_takes_a_factory_and_its_kwargs(my_models, tmp_path, capsys):
     assert rc == 2 and "conv1.weight has shape (4, 1, 3, 3), expected (8, 1, 3, 3)" in capsys.readouterr().err
     rc = main([str(ckpt), "--factory", f"{my_models}:small_cnn", "--kwargs", "width=2", *common])
     assert rc == 2 and "--kwargs 'width=2' is not JSON" in capsys.readouterr().err
+
+
+# --- through the real Snakefile ---------------------------------------------------------------------
+
+def _finished_study(folder, name):
+    import pandas as pd
+
+    root = folder / "results" / "studies" / name
+    cells = pd.read_parquet(root / "cells.parquet")
+    table = pd.read_parquet(root / "table.parquet")
+    assert (root / "phase.png").read_bytes()[:4] == b"\x89PNG" and (root / "phase.pdf").stat().st_size > 10_000
+    assert set(cells.regime) <= {"I", "II-A", "II-B"}
+    assert table[table.kind == "pair"][["lmc", "cka"]].notna().all().all()
+    return cells, table
+
+
+@pytest.mark.slow
+def test_a_study_of_your_own_factory_file(tmp_path):
+    """model.factory naming a file in the working directory, through the real Snakefile: the
+    phase diagram and cells table, per-layer densities beside each pruned file, and an edit of
+    the file replans exactly that model's jobs."""
+    import json
+
+    from test_workflow import ENGINE, job_counts, smk, write_config
+
+    (tmp_path / "my_models.py").write_text(MY_MODELS)
+    study = {"temperature": {"axis": "epochs", "values": [1, 2]}, "load": {"axis": "density", "values": [0.2, 0.5]},
+             "data": {"name": "digits", "root": "", "crop_padding": 1, "hflip": False},
+             "model": {"factory": "my_models.py:small_cnn", "kwargs": {"width": 1}},
+             "prune": {"layers": ["conv", "linear"], "exclude": ["fc"]},
+             "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1},
+             "retrain": {"epochs": 1, "milestones": []},
+             "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 300}}
+    cfg = write_config(tmp_path, {"default_studies": ["mine"], "studies": {"mine": study}, "engine": ENGINE})
+    smk("-d", str(tmp_path), "--configfile", cfg, "--cores", "2")
+    cells, table = _finished_study(tmp_path, "mine")
+    assert len(cells) == 4 and sorted(set(cells.load)) == [0.2, 0.5]
+    (run,) = (tmp_path / "results" / "dense").iterdir()
+    assert run.name.startswith("digits_small-cnn_sgd_bs64_e2-")
+    densities = sorted((tmp_path / "results" / "cells").rglob("densities.json"))
+    assert len(densities) == 4
+    for path in densities:
+        d = json.loads(path.read_text())
+        assert set(d["layers"]) == {"conv1.weight", "conv2.weight"}  # fc excluded, BatchNorm no layer type
+        for entry in d["layers"].values():
+            assert entry["kept"] == round(d["prune"]["density"] * entry["total"])
+    # a checkpoint loads into the user's own class
+    user = _user_class(tmp_path / "my_models.py")
+    state = torch.load(run / "seed1" / "epoch2.pt", weights_only=True)["state_dict"]
+    user.SmallCNN(1, 1, 10).load_state_dict(state)
+    assert "Nothing to be done" in smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout
+    # editing the file: that model's dense runs and everything after them, nothing else kept
+    (tmp_path / "my_models.py").write_text(MY_MODELS + "\n# tuned\n")
+    counts = job_counts(smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout)
+    assert counts["train_dense"] == 2 and counts["prune"] == 4 and counts["retrain_cell"] == 4
+
+
+@pytest.mark.slow
+def test_a_study_of_torchvision_resnet18(tmp_path, cifar_small):
+    """torchvision.models:resnet18 (built untrained) at a small input size: 8x8 images, 3
+    channels, through the real Snakefile to its phase diagram."""
+    import numpy as np
+
+    from test_workflow import ENGINE, smk, write_config
+
+    from threeregime.data import load_digits_dataset
+
+    ds = load_digits_dataset()
+    rgb = lambda x: np.repeat(x, 3, axis=-1)  # noqa: E731  (8x8 digits as 3-channel images)
+    np.savez(tmp_path / "rgb_digits.npz", x_train=rgb(ds.x_train[:300]), y_train=ds.y_train[:300],
+             x_test=rgb(ds.x_test[:100]), y_test=ds.y_test[:100])
+    study = {"temperature": {"axis": "epochs", "values": [1, 2]}, "load": {"axis": "density", "values": [0.3]},
+             "data": {"name": "npz", "root": "rgb_digits.npz", "crop_padding": 0, "hflip": False},
+             "model": {"factory": "torchvision.models:resnet18"},
+             "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1, "lr": 0.02},
+             "retrain": {"epochs": 1, "milestones": [], "lr": 0.02},
+             "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 100}}
+    cfg = write_config(tmp_path, {"default_studies": ["resnet"], "studies": {"resnet": study}, "engine": ENGINE})
+    smk("-d", str(tmp_path), "--configfile", cfg, "--cores", "2")
+    cells, _ = _finished_study(tmp_path, "resnet")
+    assert len(cells) == 2
+    (run,) = (tmp_path / "results" / "dense").iterdir()
+    assert run.name.startswith("npz-rgb-digits-npz_resnet18_sgd_bs64_e2-")
+    import torchvision
+
+    state = torch.load(run / "seed1" / "final.pt" if (run / "seed1" / "final.pt").exists()
+                       else run / "seed1" / "epoch2.pt", weights_only=True)["state_dict"]
+    torchvision.models.resnet18(num_classes=10).load_state_dict(state)
