@@ -367,74 +367,67 @@ def _finished_study(folder, name):
 
 
 @pytest.mark.slow
-def test_a_study_of_your_own_factory_file(tmp_path):
-    """model.factory naming a file in the working directory, through the real Snakefile: the
-    phase diagram and cells table, per-layer densities beside each pruned file, and an edit of
-    the file replans exactly that model's jobs."""
+def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
+    """Through the real Snakefile, one run of two studies, each to its phase diagram and cells
+    table: model.factory naming a file in the working directory (a small CNN with a width
+    kwarg), and torchvision.models:resnet18 (built untrained) at a small input size (8x8
+    images, 3 channels). Per-layer densities lie beside each pruned file, checkpoints load
+    into the users' classes, and an edit of the file replans exactly that model's jobs."""
     import json
 
+    import numpy as np
+
     from test_workflow import ENGINE, job_counts, smk, write_config
+    from threeregime.data import load_digits_dataset
 
     (tmp_path / "my_models.py").write_text(MY_MODELS)
-    study = {"temperature": {"axis": "epochs", "values": [1, 2]}, "load": {"axis": "density", "values": [0.2]},
-             "data": {"name": "digits", "root": "", "crop_padding": 1, "hflip": False},
-             "model": {"factory": "my_models.py:small_cnn", "kwargs": {"width": 1}},
-             "prune": {"layers": ["conv", "linear"], "exclude": ["fc"]},
-             "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1},
-             "retrain": {"epochs": 1, "milestones": []},
-             "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 300}}
-    cfg = write_config(tmp_path, {"default_studies": ["mine"], "studies": {"mine": study}, "engine": ENGINE})
+    ds = load_digits_dataset()
+    rgb = lambda x: np.repeat(x, 3, axis=-1)  # noqa: E731  (8x8 digits as 3-channel images)
+    np.savez(tmp_path / "rgb_digits.npz", x_train=rgb(ds.x_train[:200]), y_train=ds.y_train[:200],
+             x_test=rgb(ds.x_test[:64]), y_test=ds.y_test[:64])
+    mine = {"temperature": {"axis": "epochs", "values": [1, 2]}, "load": {"axis": "density", "values": [0.2]},
+            "data": {"name": "digits", "root": "", "crop_padding": 1, "hflip": False},
+            "model": {"factory": "my_models.py:small_cnn", "kwargs": {"width": 1}},
+            "prune": {"layers": ["conv", "linear"], "exclude": ["fc"]},
+            "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1},
+            "retrain": {"epochs": 1, "milestones": []},
+            "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 300}}
+    # one cell (11.7M parameters a copy: every job writes ~50-150 MB of checkpoints)
+    resnet = {"temperature": {"axis": "epochs", "values": [2]}, "load": {"axis": "density", "values": [0.3]},
+              "data": {"name": "npz", "root": "rgb_digits.npz", "crop_padding": 0, "hflip": False},
+              "model": {"factory": "torchvision.models:resnet18"},
+              "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 2, "lr": 0.02},
+              "retrain": {"epochs": 1, "milestones": [], "lr": 0.02},
+              "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 64}}
+    cfg = write_config(tmp_path, {"default_studies": ["mine", "resnet"], "studies": {"mine": mine, "resnet": resnet},
+                                  "engine": ENGINE})
     smk("-d", str(tmp_path), "--configfile", cfg, "--cores", "2")
-    cells, table = _finished_study(tmp_path, "mine")
+    dense = tmp_path / "results" / "dense"
+
+    cells, _ = _finished_study(tmp_path, "mine")
     assert len(cells) == 2 and sorted(set(cells.temperature)) == [1.0, 2.0]
-    (run,) = (tmp_path / "results" / "dense").iterdir()
-    assert run.name.startswith("digits_small-cnn_sgd_bs64_e2-")
-    densities = sorted((tmp_path / "results" / "cells").rglob("densities.json"))
+    (run,) = dense.glob("digits_small-cnn_sgd_bs64_e2-*")
+    densities = sorted((tmp_path / "results" / "cells").glob("digits_*/**/densities.json"))
     assert len(densities) == 2
     for path in densities:
         d = json.loads(path.read_text())
         assert set(d["layers"]) == {"conv1.weight", "conv2.weight"}  # fc excluded, BatchNorm no layer type
         for entry in d["layers"].values():
             assert entry["kept"] == round(d["prune"]["density"] * entry["total"])
-    # a checkpoint loads into the user's own class
     user = _user_class(tmp_path / "my_models.py")
-    state = torch.load(run / "seed1" / "epoch2.pt", weights_only=True)["state_dict"]
-    user.SmallCNN(1, 1, 10).load_state_dict(state)
-    assert "Nothing to be done" in smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout
-    # editing the file: that model's dense runs and everything after them, nothing else kept
-    (tmp_path / "my_models.py").write_text(MY_MODELS + "\n# tuned\n")
-    counts = job_counts(smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout)
-    assert counts["train_dense"] == 2 and counts["prune"] == 2 and counts["retrain_cell"] == 2
+    user.SmallCNN(1, 1, 10).load_state_dict(torch.load(run / "seed1" / "epoch2.pt", weights_only=True)["state_dict"])
 
-
-@pytest.mark.slow
-def test_a_study_of_torchvision_resnet18(tmp_path, cifar_small):
-    """torchvision.models:resnet18 (built untrained) at a small input size: 8x8 images, 3
-    channels, through the real Snakefile to its phase diagram."""
-    import numpy as np
-
-    from test_workflow import ENGINE, smk, write_config
-
-    from threeregime.data import load_digits_dataset
-
-    ds = load_digits_dataset()
-    rgb = lambda x: np.repeat(x, 3, axis=-1)  # noqa: E731  (8x8 digits as 3-channel images)
-    # one cell (11.7M parameters a copy: every job writes ~50-150 MB of checkpoints)
-    np.savez(tmp_path / "rgb_digits.npz", x_train=rgb(ds.x_train[:200]), y_train=ds.y_train[:200],
-             x_test=rgb(ds.x_test[:64]), y_test=ds.y_test[:64])
-    study = {"temperature": {"axis": "epochs", "values": [2]}, "load": {"axis": "density", "values": [0.3]},
-             "data": {"name": "npz", "root": "rgb_digits.npz", "crop_padding": 0, "hflip": False},
-             "model": {"factory": "torchvision.models:resnet18"},
-             "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 2, "lr": 0.02},
-             "retrain": {"epochs": 1, "milestones": [], "lr": 0.02},
-             "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 64}}
-    cfg = write_config(tmp_path, {"default_studies": ["resnet"], "studies": {"resnet": study}, "engine": ENGINE})
-    smk("-d", str(tmp_path), "--configfile", cfg, "--cores", "2")
     cells, _ = _finished_study(tmp_path, "resnet")
     assert len(cells) == 1
-    (run,) = (tmp_path / "results" / "dense").iterdir()
-    assert run.name.startswith("npz-rgb-digits-npz_resnet18_sgd_bs64_e2-")
+    (run,) = dense.glob("npz-rgb-digits-npz_resnet18_sgd_bs64_e2-*")
     import torchvision
 
     state = torch.load(run / "seed1" / "epoch2.pt", weights_only=True)["state_dict"]
     torchvision.models.resnet18(num_classes=10).load_state_dict(state)
+
+    assert "Nothing to be done" in smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout
+    # editing the file: that model's dense runs and everything after them; the ResNet is untouched
+    (tmp_path / "my_models.py").write_text(MY_MODELS + "\n# tuned\n")
+    counts = job_counts(smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout)
+    assert counts["train_dense"] == 2 and counts["prune"] == 2 and counts["retrain_cell"] == 2
+    assert counts["landscape_metrics"] == 2
