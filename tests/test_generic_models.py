@@ -195,6 +195,33 @@ def test_fused_training_equals_separate_runs(my_models, cifar_small):
     assert (fused[0]["conv1.weight"] - fused[1]["conv1.weight"]).abs().max() > 1e-4
 
 
+def test_sam_and_masks_per_copy(my_models, cifar_small):
+    """SAM takes each copy's own ascent norm on the generic layout too (tests/test_optimizers.py's
+    FUSED_TOL reasoning: one ReLU flip carried through the ascent, <= 6e-5; 1e-4), and pruned
+    weights of convolutions and linear layers stay exactly zero."""
+    from threeregime.pruning import apply_masks, magnitude_masks
+
+    small = _small(cifar_small, 192)
+    spec = _spec(my_models, in_channels=small.image_shape[-1], num_classes=small.num_classes, width=1)
+    data = DeviceData(small, torch.device("cpu"), crop_padding=4, hflip=True)
+    torch.manual_seed(0)
+    net = build_network(spec, 1)
+    init = net.copy_state(0)
+    masks = magnitude_masks({n: init[n] for n in net.prunable(("conv", "linear"))}, 0.3, "uniform")
+    pruned = apply_masks(init, masks)
+    hp = TrainSpec(optimizer="sam", rho=0.05, epochs=1, batch_size=64, lr=0.01, milestones=())
+    fused, _ = train_copies(spec, [pruned] * 2, [1, 2], data, hp, Engine(), masks=masks, **QUIET)
+    for k, seed in enumerate((1, 2)):
+        (alone,), _ = train_copies(spec, [pruned], [seed], data, hp, Engine(), masks=masks, **QUIET)
+        diff = max((fused[k][n] - alone[n]).abs().max().item() for n in alone if alone[n].is_floating_point())
+        record(f"generic SAM: max |fused - alone| seed {seed}", diff, 1e-4)
+        assert diff <= 1e-4, (seed, diff)
+        for name, m in masks.items():
+            assert torch.all(fused[k][name][~m] == 0), name
+    assert set(masks) == {"conv1.weight", "conv2.weight", "fc.weight"}
+    assert not torch.equal(fused[0]["fc.weight"], pruned["fc.weight"])
+
+
 def test_sequential_fallback_is_the_users_module(my_models, cifar_small):
     """One copy after another runs the user's module on each copy's own tensors: outputs,
     gradients and running statistics bitwise those of the plain module."""
