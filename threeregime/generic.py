@@ -35,6 +35,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -276,6 +277,9 @@ class GenericNetwork(FusedNetwork):
                         b.copy_(s)
                 self.mode = "sequential"
                 self.fallback_reason = f"{type(e).__name__}: {e}"
+                warnings.warn(f"{self.spec.factory}: torch.func.vmap cannot run this module "
+                              f"({self.fallback_reason.splitlines()[0][:200]}); its {self.copies} copies run one "
+                              f"after another", RuntimeWarning, stacklevel=2)
         outs, seens = [], []
         layout = torch.channels_last if xs.dim() == 5 and xs.flatten(1, 2).is_contiguous(
             memory_format=torch.channels_last) and not xs.flatten(1, 2).is_contiguous() else torch.contiguous_format
