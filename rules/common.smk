@@ -9,6 +9,7 @@ from threeregime.plan import plan_of  # noqa: E402
 from threeregime.spec.common import ConfigError  # noqa: E402
 from threeregime.spec.data import DataError  # noqa: E402
 from threeregime.spec.identity import approx_epochs  # noqa: E402
+from threeregime.spec.prune import KEY_PATTERN as PRUNE_KEY  # noqa: E402
 from threeregime.study import check_data_sets  # noqa: E402
 
 
@@ -78,7 +79,7 @@ wildcard_constraints:
     retrain=r"[A-Za-z0-9_.-]+-[0-9a-f]{8}",
     dseed=r"\d+",
     ckpt=r"epoch\d+|final",
-    prune=r"[a-z]+_d[0-9.e-]+",
+    prune=PRUNE_KEY,
     land=r"p\d+_bn\d+_err\d+_cka\d+(_bn[a-z]+)?",
     study=r"[A-Za-z][A-Za-z0-9_-]*",
     figure=r"[A-Za-z][A-Za-z0-9_-]*",

@@ -1,9 +1,11 @@
 rule prune:
-    """Magnitude-prune the convolution weights of one dense checkpoint to one density."""
+    """Magnitude-prune the chosen weights (prune.layers / prune.exclude) of one dense checkpoint."""
     input:
         f"{RUN}/{{ckpt}}.pt",
     output:
         f"{CELL}/pruned.pt",
+    params:
+        prune=lambda wc: INDEX.prune(wc.prune).as_dict(),
     conda:
         ENV
     log:

@@ -47,8 +47,12 @@ def test_every_reference_figure_and_case_study_plans_without_torch(tmp_path):
     assert counts["paper_figure"] + counts.get("case_study", 0) == len(targets)
 
 
-@pytest.mark.parametrize("preset", ["demo.yaml", "demo_case_studies.yaml", "adaptive_demo.yaml"])
+@pytest.mark.parametrize("preset", ["demo.yaml", "demo_case_studies.yaml", "adaptive_demo.yaml", "own_model.yaml"])
 def test_presets_plan_without_torch(tmp_path, preset):
+    if preset == "own_model.yaml":  # its factory file is relative to the working directory
+        import shutil
+
+        shutil.copytree(ROOT / "examples", tmp_path / "examples")
     r = plan_without(tmp_path, "--configfile", str(ROOT / "presets" / preset))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert "Job stats:" in r.stdout

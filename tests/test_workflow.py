@@ -118,6 +118,8 @@ def test_lint_is_clean():
     ({"default_studies": ["nope"]}, "nope"),
     ({"studies": {"epochs_density": {"load": {"axis": "width", "values": [1]}, "temperature": {"axis": "width"}}}},
      "temperature"),
+    ({"studies": {"epochs_density": {"model": {"factory": "nowhere.py:net"}}}}, "model.factory: file 'nowhere.py' not found"),
+    ({"studies": {"epochs_density": {"prune": {"layers": ["attention"]}}}}, "attention"),
 ])
 def test_bad_config_is_refused_before_any_job(tmp_path, override, message):
     r = smk("-n", "-d", str(tmp_path), "--configfile", write_config(tmp_path, override), check=False)

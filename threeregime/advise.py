@@ -4,7 +4,11 @@
 
 CHECKPOINT is a dense checkpoint of this project (results/dense/.../<ckpt>.pt) or a plain
 PyTorch state dict of a supported architecture (threeregime.models.PreResNet, any depth 6n+2 and
-width; depth and width are read from the tensors' shapes). The command prunes it by weight
+width; depth and width are read from the tensors' shapes), or, with
+`--factory my_models.py:small_cnn --kwargs '{"width": 2}'`, the state dict of your own network
+as that function builds it (README "Your own model"; in_channels and num_classes come from
+the data set where the function takes them). `--layers conv linear --exclude fc` choose the
+pruned weights as prune.layers / prune.exclude do. The command prunes it by weight
 magnitude to density D, retrains one copy per seed from the pruned weights, measures LMC and CKA
 between the copies (as a study's cell does) and prints the regime with the advice:
 
@@ -21,6 +25,7 @@ between each pair of copies) under --out.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -36,10 +41,11 @@ from .spec.data import DataError, DataSpec
 from .landscape import landscape_metrics
 from .spec.landscape import LandscapeSpec
 from .models import build_network
-from .spec.model import ModelSpec
+from .spec.common import ConfigError
+from .spec.model import ModelSpec, factory_source
 from .pipeline import prune_state
 from .pruning import density_of
-from .spec.prune import METHODS
+from .spec.prune import LAYER_TYPES, METHODS
 from .regimes import DEFAULT_CKA_THRESHOLD, DEFAULT_LMC_EPSILON, Regimes
 from .training import train_copies
 from .engine import Engine
@@ -98,11 +104,13 @@ def infer_spec(state: dict) -> ModelSpec:
 
 
 def check_matches(state: dict, spec: ModelSpec) -> None:
-    own = build_network(spec, 1).state_dict()
+    own = build_network(spec, 1).copy_state(0)  # a single model's state dict
     extra, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
     if extra or missing:
+        what = (f"the network {spec.factory}(**{dict(spec.kwargs)}) builds (check --factory and --kwargs)"
+                if spec.factory else "threeregime.models.PreResNet, depth 6n+2; your own network: --factory")
         raise AdviseError(f"the checkpoint is not a {spec.key} state dict: unexpected keys {extra[:3]}, missing "
-                          f"keys {missing[:3]} (supported: threeregime.models.PreResNet, depth 6n+2)")
+                          f"keys {missing[:3]} (supported: {what})")
     for k, t in own.items():
         if tuple(state[k].shape) != tuple(t.shape):
             raise AdviseError(f"the checkpoint is not a {spec.key} state dict: {k} has shape "
@@ -111,19 +119,26 @@ def check_matches(state: dict, spec: ModelSpec) -> None:
 
 def advise(state: dict, spec: ModelSpec, data_spec: DataSpec, density: float, retrain: TrainSpec, seeds: list[int],
            engine: Engine, landscape: LandscapeSpec, lmc_epsilon: float = DEFAULT_LMC_EPSILON, cka_threshold: float = DEFAULT_CKA_THRESHOLD,
-           method: str = "uniform", log=print) -> dict:
+           method: str = "uniform", log=print, layers: tuple[str, ...] = ("conv",),
+           exclude: tuple[str, ...] = ()) -> dict:
     """Prune `state` to `density`, retrain one copy per seed, measure LMC/CKA: the regime and advice."""
     if not 0 < density <= 1:
         raise AdviseError(f"--density must be in (0, 1] (the fraction of convolution weights kept), got {density}")
     if len(seeds) < 2:
         raise AdviseError(f"--seeds needs at least 2 seeds to form a pair, got {seeds}")
     ds = load_dataset(data_spec)
+    if spec.factory and not spec.complete:  # your own network: its data shape is the data set's
+        spec = spec.for_data(ds.image_shape[-1], ds.num_classes)
+        from .generic import check_output
+
+        check_output(spec, tuple(ds.image_shape))
+        check_matches(state, spec)
     if (ds.image_shape[-1], ds.num_classes) != (spec.in_channels, spec.num_classes):
         raise AdviseError(f"the checkpoint takes {spec.in_channels}-channel images and predicts {spec.num_classes} "
                           f"classes, data set {data_spec.name!r} has {ds.image_shape[-1]} channels and "
                           f"{ds.num_classes} classes: give the data set the model was trained on")
     data = DeviceData(ds, engine.device, data_spec.crop_padding, data_spec.hflip)
-    pruned, masks = prune_state(state, spec, density, method)
+    pruned, masks = prune_state(state, spec, density, method, layers, exclude)
     log(f"pruned {spec.key} to density {density} ({method}): kept {density_of(masks):.4f} of conv weights; "
         f"retraining {len(seeds)} copies for {retrain.total_epochs(data.n_train)} epochs")
     states, history = train_copies(spec, [pruned] * len(seeds), seeds, data, retrain, engine, masks=masks, log=log)
@@ -157,7 +172,14 @@ def report(result: dict) -> str:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m threeregime.advise", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="dense checkpoint (.pt): this project's, or a PreResNet state dict")
+    p.add_argument("checkpoint", help="dense checkpoint (.pt): this project's, a PreResNet state dict, or (with "
+                                      "--factory) your own network's state dict")
+    p.add_argument("--factory", help="your own network: 'file.py:function' or 'package.module:function' "
+                                     "(as model.factory)")
+    p.add_argument("--kwargs", default="{}", help="JSON keyword arguments of --factory, e.g. '{\"width\": 2}'")
+    p.add_argument("--layers", nargs="+", default=["conv"], choices=list(LAYER_TYPES),
+                   help="layer types whose weights are pruned (as prune.layers)")
+    p.add_argument("--exclude", nargs="*", default=[], help="module-name globs kept dense (as prune.exclude)")
     p.add_argument("--density", type=float, required=True, help="fraction of convolution weights kept, in (0, 1]")
     p.add_argument("--data", required=True, help="cifar10, cifar100, svhn, digits, npz, imagefolder or "
                    "torchvision:<Class> (README \"Your own data\")")
@@ -189,7 +211,16 @@ def main(argv=None) -> int:
         if a.epochs < 1:
             raise AdviseError(f"--epochs must be >= 1, got {a.epochs}")
         state, spec = read_state_dict(a.checkpoint)
-        if spec is None:
+        if a.factory:
+            try:
+                kwargs = json.loads(a.kwargs)
+            except json.JSONDecodeError as e:
+                raise AdviseError(f"--kwargs {a.kwargs!r} is not JSON ({e}): write e.g. '{{\"width\": 2}}'") from None
+            if not isinstance(kwargs, dict):
+                raise AdviseError(f"--kwargs must be a JSON object of argument names to values, got {a.kwargs!r}")
+            # the data shape is filled in from the data set, then checked with the state dict (advise)
+            spec = ModelSpec("factory", 0, 1.0, None, None, a.factory, kwargs, factory_source(a.factory))
+        elif spec is None:
             spec = infer_spec(state)
         else:
             check_matches(state, spec)
@@ -203,8 +234,9 @@ def main(argv=None) -> int:
         landscape = LandscapeSpec(points=11, bn_samples=a.samples, error_samples=a.samples,
                                   cka_samples=min(a.samples, 6400) if a.samples else 6400)
         result = advise(state, spec, data_spec, a.density, retrain, list(a.seeds), engine, landscape, a.epsilon,
-                        a.cka_threshold, a.method, log=lambda *m: print(*m, file=sys.stderr))
-    except (AdviseError, CheckpointError, DataError, ValueError) as e:
+                        a.cka_threshold, a.method, log=lambda *m: print(*m, file=sys.stderr),
+                        layers=tuple(a.layers), exclude=tuple(a.exclude))
+    except (AdviseError, CheckpointError, ConfigError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from .plots import lmc_curves

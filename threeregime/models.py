@@ -19,6 +19,7 @@ GroupedConv2d / BatchNorm2d / GroupedLinear, plus its entry; see docs/ARCHITECTU
 
 from __future__ import annotations
 
+import fnmatch
 import math
 
 import torch
@@ -88,9 +89,15 @@ class FusedNetwork(nn.Module):
                    for name, t in own.items()}
         self.load_state_dict(stacked)
 
-    def prunable(self) -> dict[str, nn.Parameter]:
-        """Convolution weights: what magnitude pruning acts on (the classifier stays dense)."""
-        return {f"{name}.weight": m.weight for name, m in self.named_modules() if isinstance(m, GroupedConv2d)}
+    def prunable(self, layers: tuple[str, ...] = ("conv",), exclude: tuple[str, ...] = ()) -> dict[str, nn.Parameter]:
+        """The weights magnitude pruning acts on: those of the modules of the given types
+        (spec.prune.LAYER_TYPES: 'conv', 'linear') whose names match none of the `exclude`
+        globs (fnmatch over named_modules(), e.g. 'fc', 'layer4.*'). The default, every
+        convolution, leaves the classifier dense as in the paper."""
+        types = tuple(cls for t in layers for cls in LAYER_TYPES[t])
+        return {f"{name}.weight": m.weight for name, m in self.named_modules()
+                if name and isinstance(m, types) and isinstance(getattr(m, "weight", None), torch.Tensor)
+                and not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)}
 
 
 # --- PreResNet -----------------------------------------------------------------------------------
@@ -249,11 +256,24 @@ class DenseNet(FusedNetwork):
 
 # --- the registry ----------------------------------------------------------------------------------
 
+# The module classes of each prunable layer type (threeregime.spec.prune.LAYER_TYPES): the
+# grouped layers of the built-in networks and torch's own, for networks built by a factory.
+LAYER_TYPES = {
+    "conv": (GroupedConv2d, nn.modules.conv._ConvNd),
+    "linear": (GroupedLinear, nn.Linear),
+}
+
+
 def build_network(spec: ModelSpec, copies: int = 1) -> FusedNetwork:
-    """K copies of the network `spec` describes, in one grouped network."""
+    """K copies of the network `spec` describes, in one grouped network (a factory's network:
+    threeregime.generic.GenericNetwork, the same interface)."""
     if not spec.complete:
         raise ValueError(f"{spec} has no data shape: fill in in_channels and num_classes from the data set "
                          f"(ModelSpec.for_data) before building it")
+    if spec.factory:
+        from .generic import GenericNetwork
+
+        return GenericNetwork(spec, copies)
     return resolve(ARCHITECTURES[spec.arch].network)(spec, copies)
 
 

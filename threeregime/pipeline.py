@@ -20,10 +20,11 @@ from .checkpoints import load_torch, save_torch
 from .data import DeviceData, load_dataset
 from .landscape import landscape_metrics
 from .models import build_network
-from .pruning import apply_masks, density_of, magnitude_masks
+from .pruning import apply_masks, density_of, layer_densities, magnitude_masks
 from .spec.data import DataSpec
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec
+from .spec.prune import PruneSpec
 from .spec.train import TrainSpec
 from .training import DivergedError, train_copies
 from .engine import Engine
@@ -44,6 +45,15 @@ def _spec_of(ckpt: dict) -> ModelSpec:
     return ModelSpec(**ckpt["spec"])
 
 
+def check_network(spec: ModelSpec, image_shape) -> None:
+    """A factory's network, checked at job start where planning could not (it needs torch):
+    it builds, is an nn.Module and maps this data set's images to num_classes logits."""
+    if spec.factory:
+        from .generic import check_output
+
+        check_output(spec, tuple(image_shape))
+
+
 def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | None, out_path: str,
                 resume_path: str, engine: Engine, log=print) -> None:
     """One segment of a dense run (a `DenseRun`): from the checkpoint `previous` (or, for the
@@ -56,6 +66,7 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
     """
     ds, data = device_data(data_spec, engine, augment=True)
     spec = run.model.for_data(ds.image_shape[-1], ds.num_classes)
+    check_network(spec, ds.image_shape)
     meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
     stop = run.train.total_epochs(data.n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
     if previous:
@@ -77,21 +88,35 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
         os.remove(resume_path)
 
 
-def prune_state(state: dict, spec: ModelSpec, density: float, method: str) -> tuple[dict, dict]:
-    """(pruned state dict, masks): magnitude pruning of every prunable conv weight of `spec`'s network."""
-    conv = {name: state[name] for name in build_network(spec, 1).prunable()}
-    masks = magnitude_masks(conv, density, method)
+def prune_state(state: dict, spec: ModelSpec, density: float, method: str, layers: tuple[str, ...] = ("conv",),
+                exclude: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """(pruned state dict, masks): magnitude pruning of the weights of `spec`'s network that
+    `layers` and `exclude` choose (PruneSpec; default every convolution)."""
+    names = build_network(spec, 1).prunable(tuple(layers), tuple(exclude))
+    if not names:
+        raise ValueError(f"prune.layers {list(layers)} with prune.exclude {list(exclude)} choose no weights of "
+                         f"{spec.key}: widen prune.layers or drop a pattern from prune.exclude")
+    masks = magnitude_masks({name: state[name] for name in names}, density, method)
     return apply_masks(state, masks), masks
 
 
-def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str, expect: dict,
-                     meta: dict, log=print) -> float:
+def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str, expect: dict, meta: dict,
+                     log=print, layers: tuple[str, ...] = ("conv",), exclude: tuple[str, ...] = ()) -> float:
+    """Prune one dense checkpoint (PruneSpec's method, density, layers, exclude); the achieved
+    density of each pruned layer is written beside it (densities.json) and into the file."""
+    prune = PruneSpec(method, density, tuple(layers), tuple(exclude))
     ckpt = load_torch(dense_path, expect=expect)
-    pruned, masks = prune_state(ckpt["state_dict"], _spec_of(ckpt), density, method)
+    pruned, masks = prune_state(ckpt["state_dict"], _spec_of(ckpt), prune.density, prune.method, prune.layers,
+                                prune.exclude)
     achieved = density_of(masks)
+    per_layer = layer_densities(masks)
+    save_json({"prune": prune.as_dict(), "achieved_density": achieved, "layers": per_layer},
+              os.path.join(os.path.dirname(out_path), "densities.json"))
     save_torch({"meta": {**meta, "achieved_density": achieved}, "spec": ckpt["spec"], "state_dict": pruned,
-                "mask": masks}, out_path)
-    log(f"{method} magnitude pruning of {dense_path} to density {density}: kept {achieved:.6f} of conv weights")
+                "mask": masks, "layer_densities": per_layer}, out_path)
+    log(f"{prune.method} magnitude pruning of {dense_path} to density {prune.density}: kept {achieved:.6f} of "
+        f"{len(masks)} layers' weights ({', '.join(prune.layers)}"
+        + (f", except {', '.join(prune.exclude)}" if prune.exclude else "") + ")")
     return achieved
 
 

@@ -1,4 +1,5 @@
-"""Unstructured magnitude pruning of convolution weights (the classifier stays dense)."""
+"""Unstructured magnitude pruning of the chosen weights (default: every convolution; the
+classifier stays dense). Which weights: threeregime.models.FusedNetwork.prunable."""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ def density_of(masks: dict[str, torch.Tensor]) -> float:
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
     return kept / total
+
+
+def layer_densities(masks: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Per pruned weight: kept and total entries, and their ratio (the achieved density)."""
+    return {name: {"kept": int(m.sum()), "total": m.numel(), "density": int(m.sum()) / m.numel()}
+            for name, m in masks.items()}
 
 
 def apply_masks(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -24,8 +24,8 @@ from .spec.common import ConfigError, deep_merge, fmt, whole
 from .spec.data import IMAGEFOLDER, DataIdentity, DataSpec, check_image_folder
 from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
-from .spec.model import ModelSpec
-from .spec.prune import METHODS, PruneSpec
+from .spec.model import ModelSpec, factory_source
+from .spec.prune import DEFAULT_LAYERS, METHODS, PruneSpec
 from .spec.train import TrainSpec
 
 SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
@@ -305,14 +305,26 @@ def data_spec(data: dict) -> DataSpec:
 
 
 def model_spec(model: dict) -> ModelSpec:
-    """A study's network: arch, depth, width. The data shape is left to the job (ModelSpec.for_data)."""
+    """A study's network: arch, depth, width, or a factory with its kwargs (arch, depth and
+    width then unused). The data shape is left to the job (ModelSpec.for_data)."""
     try:
+        if model.get("factory"):
+            return ModelSpec("factory", 0, 1.0, None, None, str(model["factory"]), dict(model.get("kwargs") or {}),
+                             factory_source(model["factory"]))
         return ModelSpec(model.get("arch", "preresnet"), whole(model.get("depth", 20), "model.depth"),
                          float(model.get("width", 1)), None, None)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(str(e)) from None
+
+
+def prune_spec(prune: dict, where: str) -> PruneSpec:
+    try:
+        return PruneSpec(prune.get("method", "uniform"), float(prune.get("density", 0.05)),
+                         tuple(prune.get("layers", DEFAULT_LAYERS)), tuple(prune.get("exclude", ())))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def regimes_spec(section: dict, where: str) -> Regimes:
@@ -394,7 +406,7 @@ def resolve_study(config: dict, name: str) -> Study:
     seeds = sec["seeds"]
     retrain = RetrainSpec(train_spec(sec["retrain"], f"{where}.retrain"),
                           tuple(sorted(whole(s, f"{where}.seeds.retrain") for s in seeds["retrain"])))
-    prune = PruneSpec(sec["prune"].get("method", "uniform"), float(sec["prune"].get("density", 0.05)))
+    prune = prune_spec(sec["prune"], f"{where}.prune")
     try:
         land = LandscapeSpec(**sec["landscape"])
     except (ValueError, TypeError) as e:
@@ -432,6 +444,12 @@ def _check_study(study: Study, where: str) -> None:
         raise ConfigError(f"{where}.temperature.axis: sam_rho trains the dense models with SAM at ρ > 0 and with "
                           f"plain SGD at ρ = 0 (train's lr, momentum and schedule), but train.optimizer is "
                           f"{optimizer!r}; set train.optimizer: sgd (or sam), or choose another temperature axis")
+    if study.base.run.model.factory:
+        for axis in (study.temperature, study.load):
+            if axis.name in ("width", "depth"):
+                raise ConfigError(f"{where}: the {axis.name} axis changes a built-in network (model.arch); "
+                                  f"for model.factory vary its argument instead, e.g. "
+                                  f"{axis.kind}: {{axis: model.kwargs.{axis.name}, values: [...]}}")
     if study.base.prune.method not in METHODS:
         raise ConfigError(f"{where}.prune.method: unknown pruning method {study.base.prune.method!r}; "
                           f"allowed: {list(METHODS)}")
@@ -518,6 +536,7 @@ class Index:
     runs: dict[str, DenseRun] = field(default_factory=dict)
     retrains: dict[str, RetrainSpec] = field(default_factory=dict)
     landscapes: dict[str, LandscapeSpec] = field(default_factory=dict)
+    prunes: dict[str, PruneSpec] = field(default_factory=dict)
     data: dict[str, DataSpec] = field(default_factory=dict)  # by DataIdentity key: where it lives
 
     @staticmethod
@@ -528,6 +547,7 @@ class Index:
                 ix.runs[c.run.key] = c.run
                 ix.retrains[c.retrain.key] = c.retrain
                 ix.landscapes[c.landscape.key] = c.landscape
+                ix.prunes[c.prune.key] = c.prune
                 ix.data.setdefault(c.run.data.key(), s.data.located(c.run.data))
         return ix
 
@@ -546,6 +566,11 @@ class Index:
         if key not in self.landscapes:
             raise ConfigError(f"no configured study measures the landscape as {key!r}")
         return self.landscapes[key]
+
+    def prune(self, key: str) -> PruneSpec:
+        if key not in self.prunes:
+            raise ConfigError(f"no configured study prunes as {key!r}")
+        return self.prunes[key]
 
     def data_of(self, run_key: str) -> DataSpec:
         return self.data[self.run(run_key).data.key()]

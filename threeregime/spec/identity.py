@@ -55,15 +55,14 @@ class DenseRun:
 
     @staticmethod
     def from_dict(d: dict) -> "DenseRun":
-        m = d["model"]
-        return DenseRun(DataIdentity(**d["data"]), ModelSpec(m["arch"], m["depth"], m["width"], None, None),
+        return DenseRun(DataIdentity(**d["data"]), ModelSpec.from_identity(d["model"]),
                         TrainSpec.from_dict(d["train"]), d["checkpoint_every"])
 
     @cached_property  # a hash of all hyperparameters: computed once per (frozen) instance
     def key(self) -> str:
         t = self.train
         opt = t.optimizer + (f"{fmt(t.rho)}" if t.optimizer == "sam" else "")
-        return (f"{self.data.key()}_{self.model.arch}{self.model.depth}w{fmt(self.model.width)}_{opt}_"
+        return (f"{self.data.key()}_{self.model.run_label}_{opt}_"
                 f"bs{t.batch_size}_{schedule_key(t)}-{digest(self.as_dict())}")
 
     @staticmethod

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import ast
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import metadata
 from typing import Callable
 
+from .common import ConfigError, fmt
 from .train import Ref
 
 # VGG's layer configurations (Simonyan & Zisserman 2015), as in the CIFAR VGGs of the pruning
@@ -37,8 +45,19 @@ class ModelSpec:
     width: float = 1.0
     in_channels: int | None = 3
     num_classes: int | None = 10
+    # Your own network (README "Your own model"): "file.py:function" or "package.module:function";
+    # arch, depth and width are then unused. kwargs go to the function (a plain dict: a key-path
+    # axis model.kwargs.<name> varies one entry); source identifies the code that builds it (a
+    # hash of the file, or the library and its version: factory_source), so editing the file
+    # makes new keys. kwargs is compared but not hashed (a dict is not hashable).
+    factory: str = ""
+    kwargs: dict = field(default_factory=dict, hash=False)
+    source: str = ""
 
     def __post_init__(self):
+        if self.factory:
+            _check_factory_kwargs(self.kwargs)
+            return
         entry = ARCHITECTURES.get(self.arch)
         if entry is None:
             raise ValueError(f"model.arch: unknown architecture {self.arch!r}; allowed: "
@@ -58,12 +77,30 @@ class ModelSpec:
 
     @property
     def key(self) -> str:
-        """Path segment, e.g. 'preresnet20_w1'."""
+        """Readable name, e.g. 'preresnet20_w1' (a factory: its function's name)."""
+        if self.factory:
+            return re.sub(r"[^A-Za-z0-9]+", "-", self.factory.rpartition(":")[2]).strip("-") or "factory"
         return f"{self.arch}{self.depth}_w{self.width:g}"
 
+    @property
+    def run_label(self) -> str:
+        """The network's part of a dense run's readable key: 'preresnet20w1', or the factory's name."""
+        return self.key if self.factory else f"{self.arch}{self.depth}w{fmt(self.width)}"
+
     def identity(self) -> dict:
-        """The hyperparameters that are part of a dense run's key (not the data's shape)."""
+        """The hyperparameters that are part of a dense run's key (not the data's shape). The
+        built-in networks' identity is unchanged by the factory fields (their keys stay)."""
+        if self.factory:
+            return {"factory": self.factory, "kwargs": dict(self.kwargs), "source": self.source}
         return {"arch": self.arch, "depth": self.depth, "width": self.width}
+
+    @staticmethod
+    def from_identity(d: dict) -> "ModelSpec":
+        """The spec `identity()` describes, without a data shape (what a dense-run job rebuilds)."""
+        if "factory" in d:
+            return ModelSpec("factory", 0, 1.0, None, None, d["factory"], dict(d.get("kwargs") or {}),
+                             d.get("source", ""))
+        return ModelSpec(d["arch"], d["depth"], d["width"], None, None)
 
     @property
     def stage_channels(self) -> tuple[int, int, int]:
@@ -72,8 +109,104 @@ class ModelSpec:
 
     @property
     def first_channels(self) -> int:
-        """Channels of the network's first (largest) activation: what fusing K copies costs on a CPU."""
+        """Channels of the network's first (largest) activation: what fusing K copies costs on a CPU.
+        A factory's network is unknown before it is built: taken as 64 (a ResNet's stem)."""
+        if self.factory:
+            return FACTORY_FIRST_CHANNELS
         return ARCHITECTURES[self.arch].first_channels(self)
+
+
+FACTORY_FIRST_CHANNELS = 64
+# Keys a factory must not receive: they ask for downloaded (pretrained) weights, and the
+# three-regime analysis trains from scratch.
+_PRETRAINED_KEYS = ("weights", "pretrained", "weights_backbone", "pretrained_backbone")
+
+
+def _check_factory_kwargs(kwargs) -> None:
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"model.kwargs must be a mapping of argument names to values, got {kwargs!r}")
+    for k in _PRETRAINED_KEYS:
+        if kwargs.get(k) not in (None, False):
+            raise ConfigError(f"model.kwargs.{k}: {kwargs[k]!r} asks for pretrained weights; the networks here "
+                              f"are trained from scratch: drop model.kwargs.{k}")
+
+
+def split_factory(factory: str) -> tuple[str, str, bool]:
+    """(where, function, is_file) of 'my_models.py:small_cnn' or 'package.module:function'.
+    A target ending in .py or containing a path separator is a file (relative to the working
+    directory); anything else a module to import."""
+    where, sep, fn = str(factory).rpartition(":")
+    if not sep or not where or not fn.isidentifier():
+        raise ConfigError(f"model.factory: {factory!r} is not 'file.py:function' or 'package.module:function' "
+                          f"(e.g. 'my_models.py:small_cnn' or 'torchvision.models:resnet18')")
+    is_file = where.endswith(".py") or "/" in where or os.sep in where
+    return where, fn, is_file
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def _top_level_names(path: str) -> set[str]:
+    """Names a Python file defines at its top level (functions, classes, assignments, imports),
+    read with ast: no import, so planning never runs the user's code (or torch)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), filename=path)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+@lru_cache(maxsize=None)
+def _distributions() -> dict:
+    return metadata.packages_distributions()
+
+
+def _module_file(module: str) -> str | None:
+    """The source file of an importable module, found on sys.path without importing it."""
+    parts = module.split(".")
+    for entry in sys.path:
+        base = os.path.join(entry or os.getcwd(), *parts)
+        for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def factory_source(factory: str) -> str:
+    """What identifies the code behind a factory, without importing it (planning stays
+    torch-free): a file's SHA-256, an installed library's name and version, or the SHA-256
+    of a module's source file found on sys.path. Refuses a factory that is not there."""
+    where, fn, is_file = split_factory(factory)
+    if is_file:
+        if not os.path.isfile(where):
+            raise ConfigError(f"model.factory: file {where!r} not found (relative to the working directory "
+                              f"{os.getcwd()}); write the path to your Python file, e.g. 'my_models.py:{fn}'")
+        try:
+            names = _top_level_names(where)
+        except SyntaxError as e:
+            raise ConfigError(f"model.factory: {where} is not valid Python: {e}") from None
+        if fn not in names:
+            defined = sorted(n for n in names if not n.startswith("_"))
+            raise ConfigError(f"model.factory: {where} defines no {fn!r} at its top level; it defines: {defined}")
+        return _file_digest(where)
+    top = where.split(".")[0]
+    dists = _distributions().get(top)
+    if dists:
+        return f"{dists[0]}=={metadata.version(dists[0])}"
+    path = _module_file(where)
+    if path is None:
+        raise ConfigError(f"model.factory: module {where!r} is neither installed nor on the Python path; "
+                          f"write 'file.py:{fn}' for a file, or install the package")
+    return _file_digest(path)
 
 
 @dataclass(frozen=True)
