@@ -119,7 +119,7 @@ def test_train_fraction_is_a_load_with_its_own_data_identity():
 @pytest.mark.parametrize("axis, message", [
     ({"axis": "train.lrr", "values": [0.1], "hotter": "higher"},
      r"studies.s.temperature.axis: 'train.lrr' is not the key path of a scalar hyperparameter; key paths: "
-     r"\['train.lr', .*'data.train_fraction', 'prune.density'\] \(or a named temperature axis"),
+     r"\['train.lr', .*'data.train_fraction', 'prune.density', 'model.kwargs.<name>'\] \(or a named temperature axis"),
     ({"axis": "train.optimizer", "values": [1], "hotter": "higher"}, "'train.optimizer' is not the key path"),
     ({"axis": "model.in_channels", "values": [1], "hotter": "higher"}, "'model.in_channels' is not the key path"),
     ({"axis": "engine.threads", "values": [1], "hotter": "higher"}, "neither a temperature axis .* key paths"),

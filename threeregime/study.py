@@ -450,6 +450,12 @@ def _check_study(study: Study, where: str) -> None:
                 raise ConfigError(f"{where}: the {axis.name} axis changes a built-in network (model.arch); "
                                   f"for model.factory vary its argument instead, e.g. "
                                   f"{axis.kind}: {{axis: model.kwargs.{axis.name}, values: [...]}}")
+    else:
+        for axis in (study.temperature, study.load):
+            if axis.name.startswith("model.kwargs."):
+                raise ConfigError(f"{where}.{axis.kind}.axis: model.kwargs.<name> is an argument of a model factory "
+                                  f"(model.factory), and {study.base.run.model.arch} is a built-in network: set "
+                                  f"model.factory, or vary one of its fields (model.width, model.depth)")
     if study.base.prune.method not in METHODS:
         raise ConfigError(f"{where}.prune.method: unknown pruning method {study.base.prune.method!r}; "
                           f"allowed: {list(METHODS)}")
