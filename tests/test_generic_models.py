@@ -414,10 +414,12 @@ def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
     rgb = lambda x: np.repeat(x, 3, axis=-1)  # noqa: E731  (8x8 digits as 3-channel images)
     np.savez(tmp_path / "rgb_digits.npz", x_train=rgb(ds.x_train[:200]), y_train=ds.y_train[:200],
              x_test=rgb(ds.x_test[:64]), y_test=ds.y_test[:64])
-    mine = {"temperature": {"axis": "epochs", "values": [1, 2]}, "load": {"axis": "density", "values": [0.2]},
+    # the issue's own shape: the learning rate as the temperature, the factory's width as the load
+    mine = {"temperature": {"axis": "train.lr", "values": [0.05, 0.1], "hotter": "higher"},
+            "load": {"axis": "model.kwargs.width", "values": [1, 2]},
             "data": {"name": "digits", "root": "", "crop_padding": 1, "hflip": False},
             "model": {"factory": "my_models.py:small_cnn", "kwargs": {"width": 1}},
-            "prune": {"layers": ["conv", "linear"], "exclude": ["fc"]},
+            "prune": {"density": 0.2, "layers": ["conv", "linear"], "exclude": ["fc"]},
             "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1},
             "retrain": {"epochs": 1, "milestones": []},
             "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 300}}
@@ -434,17 +436,24 @@ def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
     dense = tmp_path / "results" / "dense"
 
     cells, _ = _finished_study(tmp_path, "mine")
-    assert len(cells) == 2 and sorted(set(cells.temperature)) == [1.0, 2.0]
-    (run,) = dense.glob("digits_small-cnn_sgd_bs64_e2-*")
+    assert len(cells) == 4 and sorted(set(cells.temperature)) == [0.05, 0.1] and sorted(set(cells.load)) == [1, 2]
+    runs = sorted(dense.glob("digits_small-cnn_sgd_bs64_e2-*"))  # one dense run per (lr, width)
+    assert len(runs) == 4
     densities = sorted((tmp_path / "results" / "cells").glob("digits_*/**/densities.json"))
-    assert len(densities) == 2
+    assert len(densities) == 4
     for path in densities:
         d = json.loads(path.read_text())
         assert set(d["layers"]) == {"conv1.weight", "conv2.weight"}  # fc excluded, BatchNorm no layer type
         for entry in d["layers"].values():
             assert entry["kept"] == round(d["prune"]["density"] * entry["total"])
     user = _user_class(tmp_path / "my_models.py")
-    user.SmallCNN(1, 1, 10).load_state_dict(torch.load(run / "seed1" / "epoch2.pt", weights_only=True)["state_dict"])
+    widths = []
+    for run in runs:  # each loads into the user's class at its own width
+        state = torch.load(run / "seed1" / "epoch2.pt", weights_only=True)["state_dict"]
+        width = state["conv1.weight"].shape[0] // 4  # the test file's conv1 has 4 x width channels
+        user.SmallCNN(width, 1, 10).load_state_dict(state)
+        widths.append(width)
+    assert sorted(widths) == [1, 1, 2, 2]
 
     cells, _ = _finished_study(tmp_path, "resnet")
     assert len(cells) == 1
@@ -458,5 +467,5 @@ def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
     # editing the file: that model's dense runs and everything after them; the ResNet is untouched
     (tmp_path / "my_models.py").write_text(MY_MODELS + "\n# tuned\n")
     counts = job_counts(smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout)
-    assert counts["train_dense"] == 2 and counts["prune"] == 2 and counts["retrain_cell"] == 2
-    assert counts["landscape_metrics"] == 2
+    assert counts["train_dense"] == 4 and counts["prune"] == 4 and counts["retrain_cell"] == 4
+    assert counts["landscape_metrics"] == 4
