@@ -152,3 +152,48 @@ def test_cell_intervals_one_row_per_cell():
 def test_describe():
     assert describe(-0.0633, -0.095, -0.0316, 0.9) == "-0.0633 (90 % interval -0.0950 to -0.0316)"
     assert describe(-0.0633, math.nan, math.nan, 0.9) == "-0.0633 (90 % interval unknown: one pair)"
+
+
+def test_adaptive_near_is_the_unsettled_rule_floored_by_the_margins():
+    from threeregime.adaptive import unsettled_near
+
+    base = {"regime": "I", "lmc": -0.07, "cka": 0.5}
+    # the interval reaches ε: near II-A, whatever the (smaller) margin
+    assert unsettled_near(R, {**base, "lmc_lo": -0.1, "lmc_hi": -0.04, "cka_lo": 0.4, "cka_hi": 0.6}, 0.01) == ["II-A"]
+    # a narrow interval: the margin decides (0.03 reaches ε from -0.07? no; 0.025 ... no; 0.021 yes)
+    narrow = {**base, "lmc_lo": -0.075, "lmc_hi": -0.065, "cka_lo": 0.45, "cka_hi": 0.55}
+    assert unsettled_near(R, narrow, 0.01) == [] and unsettled_near(R, narrow, 0.021) == ["II-A"]
+    # one pair (no interval): the margins alone, so a two-copy study can still be searched
+    one_pair = {**base, "lmc_lo": math.nan, "lmc_hi": math.nan, "cka_lo": math.nan, "cka_hi": math.nan}
+    assert unsettled_near(R, one_pair, 0.01) == [] and unsettled_near(R, one_pair, 0.05) == ["II-A"]
+    # the CKA interval of a connected cell counts too (default cka_margin 0)
+    conn = {"regime": "II-B", "lmc": 0.0, "cka": 0.92, "lmc_lo": -0.01, "lmc_hi": 0.01, "cka_lo": 0.89,
+            "cka_hi": 0.95}
+    assert unsettled_near(R, conn) == ["II-A"]
+    assert unsettled_near(R, {**conn, "regime": MISSING, "lmc": math.nan}) == []
+    # the same answer as Regimes.near where the interval is the margin
+    assert unsettled_near(R, one_pair, 0.03, 0.0) == list(R.near("I", -0.07, 0.5, 0.03, 0.0))
+
+
+def test_adaptive_diagram_marks_unsettled_cells(tmp_path, monkeypatch):
+    from threeregime import adaptive_plots
+    from threeregime.adaptive import advance, cell_table
+
+    labels = []
+    real = adaptive_plots.plt.Figure.legend
+    monkeypatch.setattr(adaptive_plots.plt.Figure, "legend",
+                        lambda fig, handles, texts, **kw: labels.extend(texts) or real(fig, handles, texts, **kw))
+    temps, loads = [10, 20, 30], [0.1, 0.2, 0.5]
+    state, measured = None, {}
+    while True:
+        state = advance(state, measured, temps, loads, 2, "column")
+        if state["done"]:
+            break
+        measured = {(n["temperature"], n["load"]): {"regime": "II-B", "lmc": 0.0, "cka": 0.95,
+                                                    "near": ["II-A"] if n["load"] == 0.2 else []}
+                    for n in state["next"]}
+    table = cell_table(state, "s", "epochs", "density")
+    assert (table[table.near != ""].load == 0.2).all() and (table.near != "").any()
+    adaptive_plots.adaptive_diagram(table, str(tmp_path / "a.pdf"), str(tmp_path / "a.png"), R)
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(t.startswith("unsettled: its 90 % interval") for t in labels)
