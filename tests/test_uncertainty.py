@@ -197,3 +197,12 @@ def test_adaptive_diagram_marks_unsettled_cells(tmp_path, monkeypatch):
     adaptive_plots.adaptive_diagram(table, str(tmp_path / "a.pdf"), str(tmp_path / "a.png"), R)
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
     assert any(t.startswith("unsettled: its 90 % interval") for t in labels)
+
+
+def test_side_of_epsilon_for_decisions_on_lmc_alone():
+    assert R.side(-0.10, (-0.12, -0.08)) == "I"
+    assert R.side(-0.04, (EPS, -0.03)) == "II"          # an interval ending at ε is connected
+    assert R.side(-0.06, (-0.08, -0.04)) == "unsettled"
+    assert R.side(-0.06) == "unsettled"                 # no interval known (one pair): unbounded
+    assert R.side(-0.06, (-0.06, -0.06)) == "I" and R.side(EPS, (EPS, EPS)) == "II"
+    assert R.side(math.nan) == MISSING

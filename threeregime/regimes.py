@@ -102,6 +102,17 @@ class Regimes:
                     out.add("II-B")
         return tuple(n for n in NAMES if n in out)
 
+    def side(self, lmc: float, interval=(math.nan, math.nan)) -> str:
+        """Which side of ε a mean LMC with its interval lies on: 'I' (below), 'II' (at or above:
+        connected), 'unsettled' (the interval reaches both), MISSING (NaN). The LMC half of
+        `candidates`, for the decisions that read LMC alone (Algorithms 1 and 2)."""
+        if not _finite(lmc):
+            return MISSING
+        lo, hi = _bounds(lmc, interval)
+        below = lo < self.lmc_epsilon
+        above = hi > self.lmc_epsilon or lmc >= self.lmc_epsilon
+        return "unsettled" if below and above else ("I" if below else "II")
+
     def near(self, name: str, lmc: float, cka: float, lmc_margin: float, cka_margin: float) -> tuple[str, ...]:
         """The regimes other than its own that a cell measured as `name` is within its margins of:
         `candidates` with the intervals lmc ± lmc_margin and cka ± cka_margin (open: a cell
