@@ -82,7 +82,14 @@ CELLS: list[Column] = _IDENTITY + [
            "e.g. `I/II-A` when not"),
 ]
 
-TABLES = {"table.parquet": TABLE, "cells.parquet": CELLS}
+# The settle option's table (threeregime/settle.py): the cells with every extra copy, and why.
+SETTLED: list[Column] = CELLS + [
+    Column("settle_rounds", "int64", "all", "rounds of extra copies the cell got (settle option)"),
+    Column("settle_reason", "str", "all", "why it stopped: settled with how many copies, missing, or unsettled "
+           "with its budget spent"),
+]
+
+TABLES = {"table.parquet": TABLE, "cells.parquet": CELLS, "settled.parquet": SETTLED}
 
 # pandas 3's text dtype: missing values stay missing (NaN) rather than becoming the text "nan".
 _TEXT = pd.StringDtype(na_value=np.nan)
