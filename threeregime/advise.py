@@ -66,6 +66,12 @@ UNSETTLED = ("unsettled", "No advice yet: the {confidence:g} % intervals of the 
                           "interval at all.")
 
 
+def _listed(names) -> str:
+    """'I and II-A', 'I, II-A and II-B'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 class AdviseError(ValueError):
     """Bad input; the message names the problem and the fix."""
 
@@ -146,7 +152,7 @@ def advise(state: dict, spec: ModelSpec, data_spec: DataSpec, density: float, re
            for m in ("lmc", "cka")}
     names = rule.candidates(lmc, cka, (ivs["lmc"].lo, ivs["lmc"].hi), (ivs["cka"].lo, ivs["cka"].hi))
     advice = ADVICE[r] if len(names) == 1 else (
-        UNSETTLED[0], UNSETTLED[1].format(confidence=confidence * 100, candidates=" and ".join(names)))
+        UNSETTLED[0], UNSETTLED[1].format(confidence=confidence * 100, candidates=_listed(names)))
     return {"model": asdict(spec), "density": density, "achieved_density": density_of(masks),
             "retrain": retrain.as_dict(), "seeds": list(seeds),
             "test_error": [float(e) for e in history[-1].test_error], "lmc": lmc, "cka": cka,
@@ -169,7 +175,7 @@ def report(result: dict) -> str:
     lines.append(f"mean CKA {describe(result['cka'], result.get('cka_lo', nan), result.get('cka_hi', nan), conf, '.4f')} "
                  f"(II-B at or above {result['cka_threshold']:g})")
     if result["advice"] == UNSETTLED[0]:
-        lines.append(f"regime {result['regime']} by the means, unsettled between {' and '.join(result['candidates'])}: "
+        lines.append(f"regime {result['regime']} by the means, unsettled between {_listed(result['candidates'])}: "
                      f"no advice yet")
     else:
         lines.append(f"regime {result['regime']}: advice: {result['advice'].upper()} the temperature"
