@@ -86,3 +86,20 @@ def test_rounds_add_batches_only_to_unsettled_cells_until_settled_or_spent():
     # 3 batches of 3 copies against 2 batches for each of the 4 cells
     assert cost(third, s) == {"extra_copies": 9, "extra_copies_everywhere": 24, "unsettled": 1, "cells": 4}
     assert math.isclose(last[(10, 0.5)]["lmc_lo"], -0.07)
+
+
+def test_progress_lines_say_the_pairs_of_each_cell_and_why(tmp_path):
+    import json
+
+    from threeregime.settle import progress_lines
+
+    s = study()
+    assert progress_lines(s, tmp_path) == ["  settle: no round yet (2 rounds of 3 more copies at most)"]
+    first = advance(s, None, [_row(10, 0.1, "I", True, "I"), _row(10, 0.5, "II-A", False, "I/II-A"),
+                              _row(20, 0.1, "II-B", True, "II-B"), _row(20, 0.5, "II-B", True, "II-B")])
+    folder = tmp_path / s.dir / "settle"
+    folder.mkdir(parents=True)
+    (folder / "round0.json").write_text(json.dumps(first))
+    assert progress_lines(s, tmp_path) == [
+        "  settle: round 0 of 2, 1 cells get more copies next; 1 of 4 cells unsettled; extra copies 0 (every cell: 24)",
+        "    (10, 0.5): 3 pairs, unsettled (I/II-A) with 3 copies: round 1 adds seeds 4-6"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 from .regimes import MISSING
-from .spec.common import ConfigError
+from .spec.common import ConfigError, fmt
 
 DEFAULT_ROUNDS = 2
 
@@ -155,3 +155,27 @@ def settled_table(study, state: dict, summary, path: str):
     table = conform(rows, SETTLED, path)
     write_parquet(table, path)
     return table
+
+
+def progress_lines(study, workdir=".") -> list[str]:
+    """The settle option's state for `python -m threeregime.progress`: the last round written,
+    its cost, and each cell that got extra copies or is still unsettled, with its pairs and why."""
+    import json
+    from pathlib import Path
+
+    folder = Path(workdir) / study.dir / "settle"
+    rounds = sorted(folder.glob("round*.json"), key=lambda p: int(p.stem[len("round"):])) if folder.is_dir() else []
+    if not rounds:
+        return [f"  settle: no round yet ({len(study.settle_batches)} rounds of "
+                f"{len(study.base.retrain.seeds)} more copies at most)"]
+    state = json.loads(rounds[-1].read_text())
+    c = cost(state, study)
+    out = [f"  settle: round {state['round']} of {len(study.settle_batches)}"
+           + (" (done)" if state["done"] else f", {len(state['next'])} cells get more copies next")
+           + f"; {c['unsettled']} of {c['cells']} cells unsettled; extra copies {c['extra_copies']} "
+             f"(every cell: {c['extra_copies_everywhere']})"]
+    for cell in state["cells"]:
+        if cell["extra"] or not cell["reason"].startswith("settled"):
+            out.append(f"    ({fmt(cell['temperature'])}, {fmt(cell['load'])}): {cell['n_pairs']} pairs, "
+                       f"{cell['reason']}")
+    return out
