@@ -68,13 +68,20 @@ def test_case_study_tables_follow_the_grids_tables(run):
     grid = pd.read_parquet(d / "results/studies/tiny/cells.parquet")
     err = {(r.temperature, r.load): r.test_error for r in grid.itertuples()}
     lmc = {(r.temperature, r.load): r.lmc for r in grid.itertuples()}
+    lo_hi = {(r.temperature, r.load): (r.lmc_lo, r.lmc_hi) for r in grid.itertuples()}
     t = pd.read_csv(d / "results/case_t.csv")
     assert sorted(t.load) == [0.1] and set(t.t0) == {2} and set(t.t1) == {1}
     for r in t.itertuples():
         assert r.lmc == pytest.approx(lmc[(2, r.load)]) and r.test_error_t1 == pytest.approx(err[(1, r.load)])
-        assert r.decision == ("raise" if r.lmc < -0.05 else "keep")
-        assert r.right == ((r.test_error_t1 < r.test_error_t0) if r.decision == "raise"
-                           else (r.test_error_t1 >= r.test_error_t0))
+        lo, hi = lo_hi[(2, r.load)]
+        assert (r.lmc_lo, r.lmc_hi) == pytest.approx((lo, hi))
+        # the grid's interval decides: below ε raise, at or above keep, across it no decision
+        assert r.decision == ("raise" if hi < -0.05 else "keep" if lo >= -0.05 else "unsettled")
+        if r.decision == "unsettled":
+            assert pd.isna(r.right)
+        else:
+            assert r.right == ((r.test_error_t1 < r.test_error_t0) if r.decision == "raise"
+                               else (r.test_error_t1 >= r.test_error_t0))
     for name in ("case_sel", "case_cka"):
         s = pd.read_csv(d / f"results/{name}.csv")
         assert len(s) == 1 and set(s.grid_epochs) == {2 * 2}

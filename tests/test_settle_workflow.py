@@ -58,6 +58,8 @@ def test_the_second_round_adds_copies_only_to_unsettled_cells(tiny_grid, tmp_pat
         assert p.stat().st_mtime_ns == t, p
     settled = pd.read_parquet(tmp_path / "results/studies/tiny/settled.parquet")
     assert problems(settled, SETTLED) == []
+    csv = pd.read_csv(tmp_path / "results/studies/tiny/settled.csv")
+    assert list(csv.columns) == list(settled.columns) and list(csv.n_pairs) == list(settled.n_pairs)
     s = settled.set_index(["temperature", "load"])
     assert s.loc[unsettled, "n_copies"] == 6 and s.loc[unsettled, "n_pairs"] == 6
     assert s.loc[unsettled, "settle_rounds"] == 1
