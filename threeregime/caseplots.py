@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from .plots import _UNSETTLED_LAYERS, UNSETTLED_HATCH, _save  # noqa: E402
+from .plots import _save, unsettled_patches  # noqa: E402
 from .spec.common import fmt, resolve  # noqa: E402
 from .study import AXES  # noqa: E402
 
@@ -75,11 +75,8 @@ def temperature_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png
             top.add_patch(Rectangle((a - 0.35, 0.02), b - a + 0.7, 0.96, transform=top.get_xaxis_transform(),
                                     fill=False, edgecolor="black", linewidth=1.8, zorder=5))
         for k, (a, b) in enumerate(regime_one_runs(t.decision == "unsettled")):  # hatched as on the phase diagram
-            for colour, width in _UNSETTLED_LAYERS:
-                patch = Rectangle((a - 0.45, 0.0), b - a + 0.9, 1.0, transform=top.get_xaxis_transform(), fill=False,
-                                  edgecolor="none", hatch=UNSETTLED_HATCH, hatchcolor=colour, zorder=1,
-                                  label="unsettled: no decision" if k == 0 and colour == "black" else None)
-                patch.set_hatch_linewidth(width)
+            for patch in unsettled_patches((a - 0.45, 0.0), b - a + 0.9, 1.0, transform=top.get_xaxis_transform(),
+                                           zorder=1, label="unsettled: no decision" if k == 0 else None):
                 top.add_patch(patch)
         top.set_title(f"{name}\nT0 = {fmt(t.t0.iloc[0])}, T0 + ΔT = {fmt(t.t1.iloc[0])}", fontsize=10)
         top.set_ylabel("LMC at T0" if j == 0 else "")

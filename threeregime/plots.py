@@ -304,12 +304,21 @@ UNSETTLED_HATCH = "\\\\"
 _UNSETTLED_LAYERS = (("white", 2.6), ("black", 1.0))
 
 
+def unsettled_patches(xy, width: float, height: float, label: str | None = None, **kw) -> list[Rectangle]:
+    """The unsettled mark over a rectangle (its two hatch layers; `label` on the top one, for
+    a legend); kw: Rectangle's, e.g. transform, zorder."""
+    out = []
+    for colour, lw in _UNSETTLED_LAYERS:
+        patch = Rectangle(xy, width, height, fill=False, edgecolor="none", linewidth=0, hatch=UNSETTLED_HATCH,
+                          hatchcolor=colour, label=label if colour == "black" else None, **kw)
+        patch.set_hatch_linewidth(lw)
+        out.append(patch)
+    return out
+
+
 def mark_unsettled(ax, r: int, c: int, zorder: float = 2.5) -> None:
     """Hatch cell (r, c) as unsettled (the same mark on every diagram)."""
-    for colour, width in _UNSETTLED_LAYERS:
-        patch = Rectangle((c, r), 1, 1, fill=False, edgecolor="none", linewidth=0, hatch=UNSETTLED_HATCH,
-                          hatchcolor=colour, zorder=zorder)
-        patch.set_hatch_linewidth(width)
+    for patch in unsettled_patches((c, r), 1, 1, zorder=zorder):
         ax.add_patch(patch)
 
 

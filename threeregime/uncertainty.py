@@ -44,10 +44,6 @@ class Interval:
     lo: float          # mean - t·se (NaN: unknown, read as unbounded)
     hi: float
 
-    @property
-    def half_width(self) -> float:
-        return self.hi - self.mean if math.isfinite(self.hi) else math.nan
-
 
 def jackknife_se(pairs: dict[tuple[int, int], float]) -> float:
     """Standard error of the mean over `pairs` ({(copy a, copy b): value}) by the jackknife
