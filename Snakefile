@@ -20,6 +20,7 @@ include: "rules/figures.smk"
 include: "rules/report.smk"
 include: "rules/casestudies.smk"
 include: "rules/adaptive.smk"
+include: "rules/settle.smk"
 
 
 rule all:

@@ -194,6 +194,7 @@ def case_panel_info(name):
     info = []
     for p in c.panels:
         s = study(c.base_study(p))
-        info.append({"epsilon": s.regimes.lmc_epsilon, "temperature_axis": s.temperature.name,
+        info.append({"epsilon": s.regimes.lmc_epsilon, "confidence": s.regimes.confidence,
+                     "temperature_axis": s.temperature.name,
                      "load_axis": s.load.name, "candidates": [float(t) for t in s.temperatures]})
     return info

@@ -1,6 +1,7 @@
 """python -m threeregime.advise on one's own checkpoint: the advice, and clear errors on bad input."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -38,8 +39,11 @@ def test_advice_on_a_plain_state_dict(tmp_path, digits_spec, capsys):
     assert abs(res["achieved_density"] - 0.3) < 0.01 and len(res["test_error"]) == 2
     expected = "missing" if res["lmc"] != res["lmc"] else "I" if res["lmc"] < -0.05 else \
         ("II-B" if res["cka"] >= 0.9 else "II-A")
-    assert res["regime"] == expected and res["advice"] == ADVICE[expected][0]
-    assert f"regime {expected}" in printed and f"{res['lmc']:+.4f}" in printed
+    # one pair has no interval: the regime of the means, but no advice until more seeds settle it
+    assert res["regime"] == expected and not res["settled"] and res["advice"] == "unsettled"
+    assert res["regime"] in res["candidates"] and math.isnan(res["lmc_lo"]) and res["advice_text"] != ADVICE[expected][1]
+    assert f"regime {expected} by the means, unsettled between" in printed and f"{res['lmc']:+.4f}" in printed
+    assert "90 % interval unknown: one pair" in printed and "--seeds 1 2 3 4 5 6" in printed
     assert (out / "lmc_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -70,3 +74,24 @@ def test_a_state_dict_of_another_shape_is_refused(digits_spec):
     state["layer1.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
     with pytest.raises(ValueError, match="layer1.0.conv1.weight has shape"):
         infer_spec(state)
+
+
+def _result(**kw):
+    pairs = [{"seed_a": 1, "seed_b": 2, "lmc": -0.02, "cka": 0.95}, {"seed_a": 1, "seed_b": 3, "lmc": -0.03, "cka": 0.95},
+             {"seed_a": 2, "seed_b": 3, "lmc": -0.025, "cka": 0.96}]
+    return {"model": {"arch": "preresnet", "depth": 8, "width": 1.0, "in_channels": 1, "num_classes": 10},
+            "density": 0.1, "achieved_density": 0.1, "seeds": [1, 2, 3], "test_error": [0.1, 0.1, 0.1],
+            "pairs": pairs, "lmc": -0.025, "cka": 0.9533, "lmc_lo": -0.04, "lmc_hi": -0.01, "cka_lo": 0.93,
+            "cka_hi": 0.97, "confidence": 0.9, "lmc_epsilon": -0.05, "cka_threshold": 0.9, "regime": "II-B",
+            "candidates": ["II-B"], "settled": True, "advice": "keep", "advice_text": ADVICE["II-B"][1], **kw}
+
+
+def test_the_report_prints_the_intervals_and_unsettled_instead_of_advice():
+    from threeregime.advise import report
+
+    text = report(_result())
+    assert "mean LMC -0.0250 (90 % interval -0.0400 to -0.0100) (Regime I below ε = -0.05)" in text
+    assert "mean CKA 0.9533 (90 % interval 0.9300 to 0.9700)" in text and "advice: KEEP the temperature" in text
+    text = report(_result(lmc_lo=-0.07, candidates=["I", "II-B"], settled=False, advice="unsettled",
+                          advice_text="No advice yet"))
+    assert "regime II-B by the means, unsettled between I and II-B: no advice yet" in text and "KEEP" not in text

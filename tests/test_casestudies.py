@@ -41,6 +41,26 @@ def test_algorithm1_raises_below_epsilon_keeps_at_the_edge_and_judges_with_the_e
     assert d.loc[0.05, "test_error_t1"] == 0.35 and d.loc[0.05, "lmc"] == -0.30
 
 
+def test_algorithm1_says_unsettled_when_the_lmc_interval_reaches_both_sides_of_epsilon():
+    t = pd.DataFrame([
+        (160, 0.05, -0.10, -0.15, -0.06, 0.40), (150, 0.05, 0, 0, 0, 0.35),          # interval below ε: raise
+        (160, 0.10, -0.06, -0.09, -0.03, 0.30), (150, 0.10, 0, 0, 0, 0.20),          # across ε: unsettled
+        (160, 0.20, -0.02, -0.05, 0.01, 0.10), (150, 0.20, 0, 0, 0, 0.12),           # lo = ε exactly: keep
+        (160, 0.40, 0.00, NAN, NAN, 0.08), (150, 0.40, 0, 0, 0, 0.08),               # one pair: unsettled
+    ], columns=["temperature", "load", "lmc", "lmc_lo", "lmc_hi", "test_error"])
+    d = temperature_decisions(t, 160, 150, -0.05).set_index("load")
+    assert list(d.decision) == ["raise", "unsettled", "keep", "unsettled"]
+    assert list(d.right) == [True, None, True, None]
+    assert list(d.regime_I) == [True, True, False, False]  # the mean alone
+    assert (d.loc[0.10, "lmc_lo"], d.loc[0.10, "lmc_hi"]) == (-0.09, -0.03)
+    case = CaseStudy.from_dict({"name": "f3", "algorithm": "temperature", "params": {},
+                                "panels": [{"base": "g", "title": "T", "studies": {"grid": "g"}, "t0": 160,
+                                            "t1": 150}]})
+    line = summary_lines(case, case_table(case, [{"grid": t, "epsilon": -0.05}]))[0]
+    assert "raise at 1 of 4 loads, unsettled at 2 (0.1, 0.4: LMC interval across ε)" in line
+    assert line.endswith("decision right in 2 of 2 loads")
+
+
 def test_hotter_step_is_one_grid_step_towards_higher_temperature():
     epochs = [10, 20, 150, 160]
     assert hotter_step(epochs, 160, 1, "low", "x") == 150
@@ -88,6 +108,20 @@ def test_algorithm2_searches_only_in_regime_one_and_counts_retraining_epochs():
     assert list(r.ours_epochs) == [6, 2, 6] and list(r.grid_epochs) == [480, 480, 480]
     assert list(r.baseline_epochs) == [0, 0, 0]
     assert r.loc[0.05, "baseline_lmc_alpha"] == -0.40 and r.loc[0.05, "ours_lmc"] == -0.1
+
+
+def test_algorithm2_searches_when_the_baselines_lmc_test_is_unsettled():
+    # density 0.5's baseline LMC is ε exactly (a stop by its mean); an interval across ε makes
+    # the test unsettled: the search runs (and may pick the baseline again)
+    alpha = ALPHA.assign(lmc_lo=ALPHA.lmc - 0.01, lmc_hi=ALPHA.lmc + 0.01)
+    r = select_models([10, 20, 30], DENSE, alpha, FULL, -0.05, "test_error", 2, 160).set_index("load")
+    assert list(r.lmc_test) == ["I", "unsettled", "missing"]
+    assert list(r.searched) == [True, True, True] and list(r.ours_epochs) == [6, 6, 6]
+    assert list(r.ours) == [20, 20, 10]
+    assert r.loc[0.5, "baseline_lmc_alpha_lo"] == pytest.approx(-0.06)
+    # without interval columns the mean decides, as before
+    plain = select_models([10, 20, 30], DENSE, ALPHA, FULL, -0.05, "test_error", 2, 160)
+    assert list(plain.lmc_test) == ["I", "II", "missing"]
 
 
 def test_algorithm2_1_takes_the_highest_cka_instead():

@@ -68,13 +68,20 @@ def test_case_study_tables_follow_the_grids_tables(run):
     grid = pd.read_parquet(d / "results/studies/tiny/cells.parquet")
     err = {(r.temperature, r.load): r.test_error for r in grid.itertuples()}
     lmc = {(r.temperature, r.load): r.lmc for r in grid.itertuples()}
+    lo_hi = {(r.temperature, r.load): (r.lmc_lo, r.lmc_hi) for r in grid.itertuples()}
     t = pd.read_csv(d / "results/case_t.csv")
     assert sorted(t.load) == [0.1] and set(t.t0) == {2} and set(t.t1) == {1}
     for r in t.itertuples():
         assert r.lmc == pytest.approx(lmc[(2, r.load)]) and r.test_error_t1 == pytest.approx(err[(1, r.load)])
-        assert r.decision == ("raise" if r.lmc < -0.05 else "keep")
-        assert r.right == ((r.test_error_t1 < r.test_error_t0) if r.decision == "raise"
-                           else (r.test_error_t1 >= r.test_error_t0))
+        lo, hi = lo_hi[(2, r.load)]
+        assert (r.lmc_lo, r.lmc_hi) == pytest.approx((lo, hi), nan_ok=True)  # NaN: one pair, no interval
+        # the grid's interval decides: below ε raise, at or above keep, across it (or unknown) no decision
+        assert r.decision == ("raise" if hi < -0.05 else "keep" if lo >= -0.05 else "unsettled")
+        if r.decision == "unsettled":
+            assert pd.isna(r.right)
+        else:
+            assert r.right == ((r.test_error_t1 < r.test_error_t0) if r.decision == "raise"
+                               else (r.test_error_t1 >= r.test_error_t0))
     for name in ("case_sel", "case_cka"):
         s = pd.read_csv(d / f"results/{name}.csv")
         assert len(s) == 1 and set(s.grid_epochs) == {2 * 2}
@@ -82,7 +89,10 @@ def test_case_study_tables_follow_the_grids_tables(run):
             best = min((1.0, 2.0), key=lambda temp: err[(temp, r.load)])
             assert r.grid == best and r.grid_error == pytest.approx(err[(best, r.load)])
             assert r.ours_epochs == (2 if r.searched else 1)
-            assert r.searched == (not r.baseline_lmc_alpha >= -0.05)
+            # the α-epoch LMC test stops only when its interval lies at or above ε (NaN: one pair, unknown)
+            assert r.lmc_test == ("II" if r.baseline_lmc_alpha_lo >= -0.05 else
+                                  "I" if r.baseline_lmc_alpha_hi < -0.05 else "unsettled")
+            assert r.searched == (r.lmc_test != "II")
     rho = pd.read_parquet(d / "results/studies/tiny_rho/cells.parquet")
     f6 = pd.read_csv(d / "results/case_rho.csv")
     assert f6.selected_rho.iloc[0] == 0 and f6.selected_is_best.iloc[0]

@@ -178,3 +178,51 @@ def test_lmc_curves_writes_pdf_and_png(tmp_path, saved):
                   seed_b=b, lmc=-h) for a, b, h in ((0, 1, 0.3), (0, 2, 0.01))]
     plots.lmc_curves(pairs, str(tmp_path / "lmc.pdf"), str(tmp_path / "lmc.png"), title="cell")
     _check_files(tmp_path, saved, "lmc")
+
+
+def test_boundaries_next_to_unsettled_cells_are_drawn_apart():
+    # the middle cell (1, 1), II-A, is unsettled: its three boundary edges are unsure, the rest sure
+    settled = np.ones((3, 3), dtype=bool)
+    settled[1, 1] = False
+    sure, unsure = plots.split_edges(plots.regime_edges(GRID_3x3), settled)
+    assert _segments(unsure) == {((1, 1), (1, 2), EDGE_I), ((1, 2), (2, 2), EDGE_I), ((2, 1), (2, 2), EDGE_II)}
+    assert _segments(sure) == {((2, 0), (2, 1), EDGE_II), ((0, 1), (1, 1), EDGE_I), ((2, 2), (2, 3), EDGE_I)}
+    for e in plots.regime_edges(GRID_3x3):
+        a, b = plots.edge_cells(e)
+        assert abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 and GRID_3x3[a[0]][a[1]] != GRID_3x3[b[0]][b[1]]
+
+
+def _with_confidence(s: pd.DataFrame) -> pd.DataFrame:
+    """_summary() with confidence columns: two cells unsettled, the missing one NA."""
+    s = s.assign(settled=pd.array([True] * len(s), dtype="boolean"), candidates=s.regime)
+    for t, l, c in ((80.0, 0.1, "I/II-A"), (10.0, 0.2, "II-A/II-B")):
+        m = (s.temperature == t) & (s.load == l)
+        s.loc[m, "settled"] = False
+        s.loc[m, "candidates"] = c
+    s.loc[s.regime == "missing", "settled"] = pd.NA
+    return s
+
+
+def test_cell_grids_read_which_cells_are_settled():
+    g = plots.cell_grids(_with_confidence(_summary()), "low")
+    # rows 10, 40, 80, 160 epochs; columns 5, 10, 20, 80 %
+    assert sorted(zip(*np.nonzero(~g.settled))) == [(0, 2), (2, 1)]
+    assert g.candidates[2, 1] == "I/II-A" and g.candidates[0, 2] == "II-A/II-B" and g.candidates[0, 0] == g.regimes[0, 0]
+    assert g.settled[1, 2]  # the missing cell (NA) is drawn as missing, not as unsettled
+    assert plots.cell_grids(_summary(), "low").settled.all()  # tables without the columns: all settled
+
+
+def test_phase_diagram_with_unsettled_cells(tmp_path, saved, monkeypatch):
+    labels = []
+    real = plots.plt.Figure.legend
+
+    def spy(fig, handles, texts, **kw):
+        labels.extend(texts)
+        return real(fig, handles, texts, **kw)
+
+    monkeypatch.setattr(plots.plt.Figure, "legend", spy)
+    plots.phase_diagram(_with_confidence(_summary()), str(tmp_path / "fig.pdf"), str(tmp_path / "fig.png"),
+                        Regimes(-0.05, 0.85), title="unsettled cells")
+    _check_files(tmp_path, saved, "fig", min_width=3000)
+    assert "unsettled: its 90 % interval crosses a boundary" in labels
+    assert "I | II boundary next to an unsettled cell" in labels

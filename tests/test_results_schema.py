@@ -44,6 +44,8 @@ def test_real_tables_match_the_schema_and_their_csv_exports(tiny_grid):
     folder, _ = tiny_grid
     root = folder / "results" / "studies" / "tiny"
     for name, columns in rs.TABLES.items():
+        if name == "settled.parquet":  # the settle option's: tests/test_settle_workflow.py checks it
+            continue
         df = pd.read_parquet(root / name)
         assert rs.problems(df, columns) == [], name
         csv = pd.read_csv(root / name.replace(".parquet", ".csv"))

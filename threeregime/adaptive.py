@@ -38,11 +38,13 @@ infers nothing (its cells are computed unless the crossing lines determine them)
 different regimes for a cell send that cell to be computed. Cells with no measured regime
 (NaN LMC or CKA: a diverged retraining) constrain nothing.
 
-A computed cell whose LMC lies within `lmc_margin` of ε (or, in Regime II, whose CKA lies within
-`cka_margin` of the threshold) is *near* a boundary: its regime is within its measurement noise
-of the regime across that boundary (on the demo, cells within 0.02 of ε changed regime in 8 of
-17 cases when only the retrain seeds changed). It keeps its measured regime, but for inference
-it allows both (`Regimes.near`), so nothing is extrapolated from it: its unknown neighbours are
+A computed cell whose regime is *unsettled* is *near* a boundary: the intervals for its mean
+LMC and CKA (threeregime.uncertainty, the same `candidates` the study's table and phase diagram
+show), each at least ± `lmc_margin` / `cka_margin` wide, reach a regime across it (on the
+demo, cells within 0.02 of ε changed regime in 8 of 17 cases when only the retrain seeds
+changed); a cell with one pair, which has no interval, is near by its margins alone
+(`unsettled_near`). It keeps its measured regime, but for inference it allows every regime it
+is unsettled between, so nothing is extrapolated from it: its unknown neighbours are
 computed or determined by other cells. Every computed cell carries the
 reason it was chosen, every inferred cell the rule that determined it.
 
@@ -603,11 +605,31 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str], lmc_marg
     out = {}
     for s in summary.to_dict("records"):
         values = {k: (float(s[k]) if k != "regime" else str(s[k])) for k in ("regime", "lmc", "cka", "cka_logit",
-                                                                             "test_error")}
-        values["near"] = list(study.regimes.near(values["regime"], values["lmc"], values["cka"], lmc_margin,
-                                                 cka_margin))
+                                                                             "test_error", "lmc_lo", "lmc_hi",
+                                                                             "cka_lo", "cka_hi")}
+        values["near"] = unsettled_near(study.regimes, values, lmc_margin, cka_margin)
         out[(float(s["temperature"]), float(s["load"]))] = values
     return out
+
+
+def unsettled_near(regimes, values: dict, lmc_margin: float = DEFAULT_LMC_MARGIN,
+                   cka_margin: float = DEFAULT_CKA_MARGIN) -> list[str]:
+    """The regimes other than its own that a computed cell is unsettled towards: the table's
+    `candidates` (threeregime.uncertainty's intervals for its mean LMC and CKA), each interval
+    at least ± its margin wide; a cell with one pair (no interval) by its margins alone, so a
+    two-copy study can still be searched. values: regime, lmc, cka, lmc_lo, lmc_hi, cka_lo, cka_hi."""
+    def widened(mean, lo, hi, margin):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return mean - margin, mean + margin
+        return min(lo, mean - margin), max(hi, mean + margin)
+
+    lmc, cka = values["lmc"], values["cka"]
+    if values["regime"] not in CODE or not (math.isfinite(lmc) and math.isfinite(cka)):
+        return []
+    box = regimes.candidates(lmc, cka, widened(lmc, values.get("lmc_lo", math.nan), values.get("lmc_hi", math.nan),
+                                               lmc_margin),
+                             widened(cka, values.get("cka_lo", math.nan), values.get("cka_hi", math.nan), cka_margin))
+    return [n for n in box if n != values["regime"]]
 
 
 def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", load_axis: str = ""):

@@ -17,6 +17,9 @@ between the copies (as a study's cell does) and prints the regime with the advic
   Regime II-A (connected, CKA < threshold) lower the temperature (train the dense model longer,
                                           a larger batch, a smaller ρ)
   Regime II-B (connected, CKA ≥ threshold) keep it
+  unsettled   (an interval for the mean    no advice yet: retrain more copies (more --seeds)
+              LMC or CKA reaches across a  until it settles
+              boundary)
 
 It writes advice.json (the numbers) and lmc_curves.pdf/.png (train error along the line
 between each pair of copies) under --out.
@@ -30,6 +33,7 @@ import os
 import re
 import sys
 from dataclasses import asdict
+from math import nan
 
 import numpy as np
 import torch
@@ -46,7 +50,8 @@ from .spec.model import ModelSpec, factory_source
 from .pipeline import prune_state
 from .pruning import density_of
 from .spec.prune import LAYER_TYPES, METHODS
-from .regimes import DEFAULT_CKA_THRESHOLD, DEFAULT_LMC_EPSILON, Regimes
+from .regimes import DEFAULT_CKA_THRESHOLD, DEFAULT_CONFIDENCE, DEFAULT_LMC_EPSILON, Regimes
+from .uncertainty import describe, interval
 from .training import train_copies
 from .engine import Engine
 from .spec.train import TrainSpec
@@ -61,6 +66,16 @@ ADVICE = {
     "missing": ("none", "No advice: a retrained copy's metrics are undefined (diverged or constant outputs); lower "
                         "the retraining learning rate and rerun."),
 }
+UNSETTLED = ("unsettled", "No advice yet: the {confidence:g} % intervals of the mean LMC and CKA reach {candidates}, "
+                          "so the copies retrained do not tell which. Rerun with more seeds (e.g. --seeds 1 2 3 4 5 6: "
+                          "six copies, 15 pairs) until the regime settles; with two seeds (one pair) there is no "
+                          "interval at all.")
+
+
+def _listed(names) -> str:
+    """'I and II-A', 'I, II-A and II-B'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 class AdviseError(ValueError):
@@ -120,7 +135,7 @@ def check_matches(state: dict, spec: ModelSpec) -> None:
 def advise(state: dict, spec: ModelSpec, data_spec: DataSpec, density: float, retrain: TrainSpec, seeds: list[int],
            engine: Engine, landscape: LandscapeSpec, lmc_epsilon: float = DEFAULT_LMC_EPSILON, cka_threshold: float = DEFAULT_CKA_THRESHOLD,
            method: str = "uniform", log=print, layers: tuple[str, ...] = ("conv",),
-           exclude: tuple[str, ...] = ()) -> dict:
+           exclude: tuple[str, ...] = (), confidence: float = DEFAULT_CONFIDENCE) -> dict:
     """Prune `state` to `density`, retrain one copy per seed, measure LMC/CKA: the regime and advice."""
     if not 0 < density <= 1:
         raise AdviseError(f"--density must be in (0, 1] (the fraction of convolution weights kept), got {density}")
@@ -146,12 +161,20 @@ def advise(state: dict, spec: ModelSpec, data_spec: DataSpec, density: float, re
     res = landscape_metrics(spec, dict(zip(seeds, states)), eval_data, engine, landscape)
     lmc = float(np.mean([p["lmc"] for p in res["pairs"]]))
     cka = float(np.mean([p["cka"] for p in res["pairs"]]))
-    r = Regimes(lmc_epsilon, cka_threshold).classify(lmc, cka)
+    rule = Regimes(lmc_epsilon, cka_threshold, confidence)
+    r = rule.classify(lmc, cka)
+    ivs = {m: interval({0: {(p["seed_a"], p["seed_b"]): p[m] for p in res["pairs"]}}, confidence)
+           for m in ("lmc", "cka")}
+    names = rule.candidates(lmc, cka, (ivs["lmc"].lo, ivs["lmc"].hi), (ivs["cka"].lo, ivs["cka"].hi))
+    advice = ADVICE[r] if len(names) == 1 else (
+        UNSETTLED[0], UNSETTLED[1].format(confidence=confidence * 100, candidates=_listed(names)))
     return {"model": asdict(spec), "density": density, "achieved_density": density_of(masks),
             "retrain": retrain.as_dict(), "seeds": list(seeds),
             "test_error": [float(e) for e in history[-1].test_error], "lmc": lmc, "cka": cka,
+            "lmc_lo": ivs["lmc"].lo, "lmc_hi": ivs["lmc"].hi, "cka_lo": ivs["cka"].lo, "cka_hi": ivs["cka"].hi,
+            "confidence": confidence, "candidates": list(names), "settled": len(names) == 1,
             "lmc_epsilon": lmc_epsilon, "cka_threshold": cka_threshold, "regime": r,
-            "advice": ADVICE[r][0], "advice_text": ADVICE[r][1], "ts": res["ts"], "pairs": res["pairs"]}
+            "advice": advice[0], "advice_text": advice[1], "ts": res["ts"], "pairs": res["pairs"]}
 
 
 def report(result: dict) -> str:
@@ -161,10 +184,17 @@ def report(result: dict) -> str:
              "test error of the retrained copies: " + ", ".join(f"{e:.4f}" for e in result["test_error"])]
     for p in result["pairs"]:
         lines.append(f"pair ({p['seed_a']}, {p['seed_b']}): LMC {p['lmc']:+.4f}, CKA {p['cka']:.4f}")
-    lines.append(f"mean LMC {result['lmc']:+.4f} (Regime I below ε = {result['lmc_epsilon']:g}); mean CKA "
-                 f"{result['cka']:.4f} (II-B at or above {result['cka_threshold']:g})")
-    lines.append(f"regime {result['regime']}: advice: {result['advice'].upper()} the temperature"
-                 if result["advice"] != "none" else f"regime {result['regime']}")
+    conf = result.get("confidence", DEFAULT_CONFIDENCE)
+    lines.append(f"mean LMC {describe(result['lmc'], result.get('lmc_lo', nan), result.get('lmc_hi', nan), conf)} "
+                 f"(Regime I below ε = {result['lmc_epsilon']:g})")
+    lines.append(f"mean CKA {describe(result['cka'], result.get('cka_lo', nan), result.get('cka_hi', nan), conf, '.4f')} "
+                 f"(II-B at or above {result['cka_threshold']:g})")
+    if result["advice"] == UNSETTLED[0]:
+        lines.append(f"regime {result['regime']} by the means, unsettled between {_listed(result['candidates'])}: "
+                     f"no advice yet")
+    else:
+        lines.append(f"regime {result['regime']}: advice: {result['advice'].upper()} the temperature"
+                     if result["advice"] != "none" else f"regime {result['regime']}")
     lines.append(result["advice_text"])
     return "\n".join(lines)
 
@@ -196,6 +226,8 @@ def parse_args(argv):
     p.add_argument("--method", choices=list(METHODS), default="uniform", help="uniform (UniformMP) or global")
     p.add_argument("--epsilon", type=float, default=DEFAULT_LMC_EPSILON, help="Regime I: LMC < epsilon")
     p.add_argument("--cka-threshold", type=float, default=DEFAULT_CKA_THRESHOLD, help="II-B: CKA >= threshold")
+    p.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                   help="two-sided confidence of the intervals that settle the regime (default 0.9)")
     p.add_argument("--samples", type=int, default=10000, help="training images for BatchNorm and err(t) (0: all)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default="results/advice", help="folder for advice.json and lmc_curves.pdf/.png")
@@ -208,6 +240,8 @@ def main(argv=None) -> int:
         if not 0 < a.density <= 1:
             raise AdviseError(f"--density must be in (0, 1] (the fraction of convolution weights kept), "
                               f"got {a.density}")
+        if not 0 < a.confidence < 1:
+            raise AdviseError(f"--confidence must be in (0, 1), e.g. 0.9, got {a.confidence}")
         if a.epochs < 1:
             raise AdviseError(f"--epochs must be >= 1, got {a.epochs}")
         state, spec = read_state_dict(a.checkpoint)
@@ -235,7 +269,7 @@ def main(argv=None) -> int:
                                   cka_samples=min(a.samples, 6400) if a.samples else 6400)
         result = advise(state, spec, data_spec, a.density, retrain, list(a.seeds), engine, landscape, a.epsilon,
                         a.cka_threshold, a.method, log=lambda *m: print(*m, file=sys.stderr),
-                        layers=tuple(a.layers), exclude=tuple(a.exclude))
+                        layers=tuple(a.layers), exclude=tuple(a.exclude), confidence=a.confidence)
     except (AdviseError, CheckpointError, ConfigError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .casestudies import SELECT_BY, CaseStudy
-from .regimes import Regimes
+from .regimes import MISSING, Regimes
 from .spec.common import fmt, resolve
 
 
@@ -28,25 +28,44 @@ def _at(cells: pd.DataFrame, temperature: float, load: float, column: str) -> fl
     return float(m[column].iloc[0]) if len(m) and column in m and pd.notna(m[column].iloc[0]) else math.nan
 
 
+def _lmc_interval(cells: pd.DataFrame, temperature: float, load: float) -> tuple[float, float]:
+    """The cell's interval for its mean LMC (cells.parquet's lmc_lo, lmc_hi; NaN: unknown, read
+    as unbounded). A table without these columns (written before they existed) gives the
+    point itself, so its decisions are those of the mean alone."""
+    if "lmc_lo" not in cells or "lmc_hi" not in cells:
+        lmc = _at(cells, temperature, load, "lmc")
+        return lmc, lmc
+    return _at(cells, temperature, load, "lmc_lo"), _at(cells, temperature, load, "lmc_hi")
+
+
 # --- Algorithm 1 ---------------------------------------------------------------------------------
 
-def temperature_decisions(cells: pd.DataFrame, t0: float, t1: float, epsilon: float) -> pd.DataFrame:
-    """Algorithm 1 for every load of `cells` (temperature, load, lmc, test_error).
+DECISION_OF_SIDE = {"I": "raise", "II": "keep", "unsettled": "unsettled", MISSING: "missing"}
 
-    decision: 'raise' (LMC at T0 < ε: Regime I, go to T0 + ΔT = t1), 'keep' (stay at T0) or
-    'missing' (no LMC at T0). right: whether the test error actually reached agrees - raising is
-    right when the error at t1 is lower than at T0, keeping when it is not lower; None when an
-    error is missing."""
+
+def temperature_decisions(cells: pd.DataFrame, t0: float, t1: float, epsilon: float) -> pd.DataFrame:
+    """Algorithm 1 for every load of `cells` (temperature, load, lmc, test_error; lmc_lo and
+    lmc_hi where the table has them).
+
+    decision: 'raise' (LMC at T0 < ε, its interval too: Regime I, go to T0 + ΔT = t1), 'keep'
+    (the interval at or above ε: stay at T0), 'unsettled' (the interval reaches both sides: no
+    decision; more retrain seeds for this cell, README "How sure is a cell's regime") or
+    'missing' (no LMC at T0). regime_I: the mean alone below ε. right: whether the test error
+    actually reached agrees - raising is right when the error at t1 is lower than at T0,
+    keeping when it is not lower; None when there is no decision or an error is missing."""
+    rule = Regimes(lmc_epsilon=epsilon)
     rows = []
     for load in sorted(set(cells.load)):
         lmc = _at(cells, t0, load, "lmc")
+        lo, hi = _lmc_interval(cells, t0, load)
         e0, e1 = _at(cells, t0, load, "test_error"), _at(cells, t1, load, "test_error")
-        decision = "missing" if not np.isfinite(lmc) else ("raise" if Regimes(lmc_epsilon=epsilon).is_one(lmc) else "keep")
+        decision = DECISION_OF_SIDE[rule.side(lmc, (lo, hi))]
         right = None
-        if decision != "missing" and np.isfinite(e0) and np.isfinite(e1):
+        if decision in ("raise", "keep") and np.isfinite(e0) and np.isfinite(e1):
             right = bool(e1 < e0) if decision == "raise" else bool(e1 >= e0)
-        rows.append({"load": load, "lmc": lmc, "regime_I": Regimes(lmc_epsilon=epsilon).is_one(lmc), "decision": decision,
-                     "t0": t0, "t1": t1, "test_error_t0": e0, "test_error_t1": e1, "right": right})
+        rows.append({"load": load, "lmc": lmc, "lmc_lo": lo, "lmc_hi": hi, "regime_I": rule.is_one(lmc),
+                     "decision": decision, "t0": t0, "t1": t1, "test_error_t0": e0, "test_error_t1": e1,
+                     "right": right})
     return pd.DataFrame(rows)
 
 
@@ -54,9 +73,12 @@ def temperature_summary(case: CaseStudy, table: pd.DataFrame) -> list[str]:
     out = []
     for title, t in table.groupby("panel", sort=False):
         judged = t[t.right.notna()]
+        unsettled = t[t.decision == "unsettled"]
         out.append(f"{title}: T0 = {fmt(t.t0.iloc[0])} -> {fmt(t.t1.iloc[0])}; raise at "
-                   f"{int((t.decision == 'raise').sum())} of {len(t)} loads; decision right in "
-                   f"{int(judged.right.astype(bool).sum())} of {len(judged)} loads")
+                   f"{int((t.decision == 'raise').sum())} of {len(t)} loads, unsettled at {len(unsettled)}"
+                   + (f" ({', '.join(fmt(v) for v in unsettled.load)}: LMC interval across ε)" if len(unsettled)
+                      else "")
+                   + f"; decision right in {int(judged.right.astype(bool).sum())} of {len(judged)} loads")
     return out
 
 
@@ -83,8 +105,11 @@ def select_models(candidates, dense_error: dict, alpha_cells: pd.DataFrame, full
     candidates: temperatures in the base study's order (ties: the first wins).
     dense_error: temperature -> dense test error. alpha_cells: cells after α retraining epochs
     (lmc, cka, test_error); full_cells: cells after full retraining (test_error, lmc).
-    The baseline's LMC is measured on its α-epoch copies: LMC ≥ ε stops there (α epochs spent);
-    LMC < ε, or no LMC (a diverged baseline), retrains every candidate for α epochs (α·n).
+    The baseline's LMC is measured on its α-epoch copies (`lmc_test`: the side of ε its
+    interval lies on, threeregime.regimes.Regimes.side): 'II' (at or above ε) stops there (α
+    epochs spent); 'I', 'unsettled' (the interval reaches both sides: the test cannot say, so the
+    search runs, which costs α·n epochs and can still pick the baseline) or 'missing' (a diverged
+    baseline) retrains every candidate for α epochs (α·n).
     Retraining epochs are counted per pruned model (the paper's accounting: 2 vs 160 per candidate)."""
     if select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {SELECT_BY}, got {select_by!r}")
@@ -95,7 +120,9 @@ def select_models(candidates, dense_error: dict, alpha_cells: pd.DataFrame, full
     rows = []
     for load in sorted(set(full_cells.load)):
         lmc_b = _at(alpha_cells, baseline, load, "lmc")
-        searched = not (np.isfinite(lmc_b) and lmc_b >= epsilon)
+        lo_b, hi_b = _lmc_interval(alpha_cells, baseline, load)
+        lmc_test = Regimes(lmc_epsilon=epsilon).side(lmc_b, (lo_b, hi_b))
+        searched = lmc_test != "II"
         ours = baseline
         if searched:
             column = "test_error" if select_by == "test_error" else "cka"
@@ -105,7 +132,8 @@ def select_models(candidates, dense_error: dict, alpha_cells: pd.DataFrame, full
         rows.append({
             "load": load, "select_by": select_by,
             "baseline": baseline, "baseline_dense_error": dense_error.get(baseline, math.nan),
-            "baseline_lmc_alpha": lmc_b, "searched": searched,
+            "baseline_lmc_alpha": lmc_b, "baseline_lmc_alpha_lo": lo_b, "baseline_lmc_alpha_hi": hi_b,
+            "lmc_test": lmc_test, "searched": searched,
             "ours": ours, "grid": grid,
             "baseline_error": _at(full_cells, baseline, load, "test_error"),
             "ours_error": _at(full_cells, ours, load, "test_error"),
@@ -145,7 +173,9 @@ def selection_panel_data(table, dense_errors: dict) -> dict:
 def selection_summary(case: CaseStudy, table: pd.DataFrame) -> list[str]:
     out = []
     for title, t in table.groupby("panel", sort=False):
-        out.append(f"{title} ({t.select_by.iloc[0]}): mean final test error ours {t.ours_error.mean():.4f}, "
+        unsettled = int((t.lmc_test == "unsettled").sum()) if "lmc_test" in t else 0
+        out.append(f"{title} ({t.select_by.iloc[0]}): baseline's α-epoch LMC test unsettled at {unsettled} of "
+                   f"{len(t)} loads (searched there); mean final test error ours {t.ours_error.mean():.4f}, "
                    f"baseline {t.baseline_error.mean():.4f}, grid search {t.grid_error.mean():.4f}; "
                    f"ours = grid choice in {int((t.ours == t.grid).sum())} of {len(t)} loads; retraining "
                    f"epochs ours {t.ours_epochs.sum():g} vs grid search {t.grid_epochs.sum():g}")

@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from .plots import _save  # noqa: E402
+from .plots import _save, unsettled_patches  # noqa: E402
 from .spec.common import fmt, resolve  # noqa: E402
 from .study import axis_named  # noqa: E402
 
@@ -63,10 +63,21 @@ def temperature_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png
         t_axis = axis_named(meta["temperature_axis"], "temperature")
         top, bottom = axes[0, j], axes[1, j]
         top.plot(x, t.lmc, "o-", color="black", markersize=5)
+        if "lmc_lo" in t:  # the interval of each mean LMC; an unknown one (one pair) is not drawn
+            lo, hi = t.lmc_lo.astype(float).to_numpy(), t.lmc_hi.astype(float).to_numpy()
+            known = np.isfinite(lo) & np.isfinite(hi)
+            lmc = t.lmc.astype(float).to_numpy()
+            top.errorbar(x[known], lmc[known], yerr=[lmc[known] - lo[known], hi[known] - lmc[known]], fmt="none",
+                         ecolor="black", elinewidth=1.2, capsize=3, zorder=4,
+                         label=f"{meta.get('confidence', 0.9) * 100:g} % interval")
         top.axhline(meta["epsilon"], color="tab:red", linestyle="--", linewidth=1, label=f"ε = {meta['epsilon']:g}")
         for a, b in regime_one_runs(t.regime_I):
             top.add_patch(Rectangle((a - 0.35, 0.02), b - a + 0.7, 0.96, transform=top.get_xaxis_transform(),
                                     fill=False, edgecolor="black", linewidth=1.8, zorder=5))
+        for k, (a, b) in enumerate(regime_one_runs(t.decision == "unsettled")):  # hatched as on the phase diagram
+            for patch in unsettled_patches((a - 0.45, 0.0), b - a + 0.9, 1.0, transform=top.get_xaxis_transform(),
+                                           zorder=1, label="unsettled: no decision" if k == 0 else None):
+                top.add_patch(patch)
         top.set_title(f"{name}\nT0 = {fmt(t.t0.iloc[0])}, T0 + ΔT = {fmt(t.t1.iloc[0])}", fontsize=10)
         top.set_ylabel("LMC at T0" if j == 0 else "")
         top.legend(fontsize=8, loc="lower right")
@@ -76,6 +87,7 @@ def temperature_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png
         bottom.plot(x, _pct(t.test_error_t1), "s--", color="tab:orange", label=f"T0 + ΔT = {fmt(t.t1.iloc[0])}")
         for xi, (dec, right, e0, e1) in enumerate(zip(t.decision, t.right, t.test_error_t0, t.test_error_t1)):
             mark = "" if right is None or pd.isna(right) else ("✓" if right else "✗")
+            dec = "unsettled?" if dec == "unsettled" else dec
             y = np.nanmax(_pct([e0, e1])) if np.isfinite([e0, e1]).any() else np.nan
             if np.isfinite(y):
                 bottom.annotate(f"{dec}{mark}", (xi, y), textcoords="offset points", xytext=(0, 5), ha="center",

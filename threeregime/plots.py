@@ -107,6 +107,25 @@ def regime_edges(regime_grid) -> list[Segment]:
     return out
 
 
+def edge_cells(edge: Segment) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The two cells (row, col) a unit edge of `regime_edges` separates."""
+    (x0, y0), (x1, y1), _ = edge
+    if x0 == x1:  # vertical: between columns x0 - 1 and x0 of row y0
+        return (int(y0), int(x0) - 1), (int(y0), int(x0))
+    return (int(y0) - 1, int(x0)), (int(y0), int(x0))
+
+
+def split_edges(edges: Sequence[Segment], settled) -> tuple[list[Segment], list[Segment]]:
+    """(edges between two settled cells, edges next to an unsettled one): a boundary is drawn
+    as sure only where the cells on both sides are settled (settled: 2-D bools, row 0 on top)."""
+    ok = np.asarray(settled, dtype=bool)
+    sure, unsure = [], []
+    for e in edges:
+        a, b = edge_cells(e)
+        (sure if ok[a] and ok[b] else unsure).append(e)
+    return sure, unsure
+
+
 def merge_edges(edges: Sequence[Segment]) -> list[Segment]:
     """Join collinear, touching unit edges of one kind into single segments (even dash patterns)."""
     out: list[Segment] = []
@@ -197,6 +216,8 @@ class Grids:
     loads: list[float]           # left column first
     values: dict[str, np.ndarray]
     regimes: np.ndarray          # object array of regime names, "missing" where absent
+    settled: np.ndarray | None = None  # bools: the cell's regime is settled (True where not known)
+    candidates: np.ndarray | None = None  # object array: the regimes an unsettled cell lies between
 
 
 def cell_grids(summary: pd.DataFrame, hotter: str, regimes: Regimes | None = None) -> Grids:
@@ -220,7 +241,18 @@ def cell_grids(summary: pd.DataFrame, hotter: str, regimes: Regimes | None = Non
             raise ValueError("summary has no 'regime' column: pass the study's regimes")
         grid = np.array([[regimes.classify(l, k) for l, k in zip(lr, kr)]
                          for lr, kr in zip(values["lmc"], values["cka"])], dtype=object)
-    return Grids(temps, loads, values, grid)
+    settled = np.ones(grid.shape, dtype=bool)
+    candidates = grid.copy()
+    if "settled" in df:  # tables written before confidence existed have none: all drawn as settled
+        rows = df.drop_duplicates(["temperature", "load"]).set_index(["temperature", "load"])
+        for r, t in enumerate(temps):
+            for c, l in enumerate(loads):
+                flag = rows.at[(t, l), "settled"] if (t, l) in rows.index else pd.NA
+                if pd.notna(flag) and not bool(flag):  # NA: a missing cell, drawn as missing
+                    settled[r, c] = False
+                    if "candidates" in rows:
+                        candidates[r, c] = str(rows.at[(t, l), "candidates"])
+    return Grids(temps, loads, values, grid, settled, candidates)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,9 +286,65 @@ _EDGE_STYLE = {
 }
 
 
+# A boundary next to an unsettled cell: the same two kinds, thinner and dotted (drawn "with its
+# uncertainty": the cells on one side may lie on the other).
+_UNSURE_EDGE_STYLE = {
+    EDGE_I: [dict(color="white", linestyle="-", linewidth=3.0, zorder=5.1),
+             dict(color="black", linestyle=(0, (1.0, 1.2)), linewidth=1.8, zorder=5.2)],
+    EDGE_II: [dict(color="white", linestyle="-", linewidth=2.6, zorder=5.0),
+              dict(color="black", linestyle=(0, (1.0, 1.2, 3.0, 1.2)), linewidth=1.4, zorder=5.05)],
+}
+
 # Blank cells: without data ("missing"), or being computed (a half-finished grid, threeregime.progress).
 _MISSING_HATCH = dict(hatch="xxx", hatchcolor="0.6")
 _RUNNING_HATCH = dict(hatch="///", hatchcolor="tab:orange")
+# An unsettled cell (its intervals reach another regime): black hatching with a white rim, so it
+# shows on dark and light cells alike and in grey print; sparse, so the value stays readable.
+UNSETTLED_HATCH = "\\\\"
+_UNSETTLED_LAYERS = (("white", 2.6), ("black", 1.0))
+
+
+def unsettled_patches(xy, width: float, height: float, label: str | None = None, **kw) -> list[Rectangle]:
+    """The unsettled mark over a rectangle (its two hatch layers; `label` on the top one, for
+    a legend); kw: Rectangle's, e.g. transform, zorder."""
+    out = []
+    for colour, lw in _UNSETTLED_LAYERS:
+        patch = Rectangle(xy, width, height, fill=False, edgecolor="none", linewidth=0, hatch=UNSETTLED_HATCH,
+                          hatchcolor=colour, label=label if colour == "black" else None, **kw)
+        patch.set_hatch_linewidth(lw)
+        out.append(patch)
+    return out
+
+
+def mark_unsettled(ax, r: int, c: int, zorder: float = 2.5) -> None:
+    """Hatch cell (r, c) as unsettled (the same mark on every diagram)."""
+    for patch in unsettled_patches((c, r), 1, 1, zorder=zorder):
+        ax.add_patch(patch)
+
+
+def unsettled_handle() -> tuple:
+    """A legend handle showing the unsettled mark."""
+    out = []
+    for colour, width in _UNSETTLED_LAYERS:
+        p = Patch(facecolor="none" if colour == "black" else "0.55", edgecolor="none", hatch=UNSETTLED_HATCH,
+                  hatchcolor=colour)
+        p.set_hatch_linewidth(width)
+        out.append(p)
+    return tuple(out)
+
+
+def draw_edges(ax, edges, styles) -> None:
+    """Boundary polylines (edge_paths) in their kind's layered style."""
+    for path, kind in edges:
+        xs, ys = zip(*path)
+        for style in styles[kind]:
+            ax.plot(xs, ys, solid_joinstyle="miter", solid_capstyle="projecting", dash_capstyle="butt",
+                    dash_joinstyle="miter", **style)
+
+
+def edge_handle(kind: str, sure: bool = True) -> tuple:
+    styles = (_EDGE_STYLE if sure else _UNSURE_EDGE_STYLE)[kind]
+    return tuple(Line2D([], [], **{k: v for k, v in st.items() if k != "zorder"}) for st in styles)
 
 
 def _tick_positions(n: int, max_ticks: int) -> list[int]:
@@ -266,8 +354,8 @@ def _tick_positions(n: int, max_ticks: int) -> list[int]:
 
 def _panel(ax, fig, z: np.ndarray, grids: Grids, name: str, cbar_label: str, cmap: str, norm: Normalize,
            fmt: str, temperature: AxisStyle, load: AxisStyle, annotate: bool, fontsize: float,
-           label_cells: dict, edges: list[Segment], cbar_lines: Sequence[float] = (),
-           running: frozenset = frozenset()) -> None:
+           label_cells: dict, edges: list, cbar_lines: Sequence[float] = (),
+           running: frozenset = frozenset(), unsure_edges: list = (), unsettled: frozenset = frozenset()) -> None:
     ny, nx = z.shape
     cm = plt.get_cmap(cmap)
     ax.set_facecolor("white")
@@ -283,15 +371,17 @@ def _panel(ax, fig, z: np.ndarray, grids: Grids, name: str, cbar_label: str, cma
                 ax.add_patch(Rectangle((c, r), 1, 1, fill=False, edgecolor="none", linewidth=0, zorder=2,
                                        **(_RUNNING_HATCH if (r, c) in running else _MISSING_HATCH)))
                 continue
+            if (r, c) in unsettled:
+                mark_unsettled(ax, r, c)
             if annotate:
                 colour = "white" if _luminance(cm(norm(v))) < 0.5 else "black"
+                # on a hatched (unsettled) cell the value sits on a patch of its cell's colour
+                box = dict(boxstyle="square,pad=0.1", facecolor=cm(norm(v)), edgecolor="none") \
+                    if (r, c) in unsettled else None
                 ax.text(c + 0.5, r + (0.7 if labelled else 0.5), _fmt(v, fmt), ha="center", va="center",
-                        fontsize=fontsize, color=colour, zorder=3)
-    for path, kind in edges:
-        xs, ys = zip(*path)
-        for style in _EDGE_STYLE[kind]:
-            ax.plot(xs, ys, solid_joinstyle="miter", solid_capstyle="projecting", dash_capstyle="butt",
-                    dash_joinstyle="miter", **style)
+                        fontsize=fontsize, color=colour, zorder=3, bbox=box)
+    draw_edges(ax, edges, _EDGE_STYLE)
+    draw_edges(ax, unsure_edges, _UNSURE_EDGE_STYLE)
     for (r, c), regime_name in label_cells.items():
         ax.text(c + 0.5, r + (0.3 if annotate else 0.5), regime_name, ha="center", va="center",
                 fontsize=fontsize + 1 if annotate else 13, fontweight="bold", color="black", zorder=6,
@@ -351,7 +441,9 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     cell_in = min(panel_w / nx, panel_h / ny)
     fontsize = float(np.clip(16 * cell_in, 6.0, 10.0))
 
-    edges = edge_paths(regime_edges(grids.regimes))
+    sure, unsure = split_edges(regime_edges(grids.regimes), grids.settled)
+    edges, unsure_edges = edge_paths(sure), edge_paths(unsure)
+    unsettled = frozenset(zip(*map(lambda a: a.tolist(), np.nonzero(~grids.settled))))
     label_cells = {rc: name for name, rc, _ in regime_regions(grids.regimes) if name in REGIMES}
     panels = [
         ("(a) Test error", "Test error (%)", test, "viridis_r", _norm(test), ".1f", ()),
@@ -367,13 +459,16 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     for ax, (name, clabel, z, cmap, norm, fmt, lines) in zip(axes, panels):
         lines = [v for v in lines if norm.vmin <= v <= norm.vmax]
         _panel(ax, fig, z, grids, name, clabel, cmap, norm, fmt, temperature, load, annotate, fontsize,
-               label_cells, edges, lines, running_cells)
-    def handle(kind):
-        return tuple(Line2D([], [], **{k: v for k, v in st.items() if k != "zorder"}) for st in _EDGE_STYLE[kind])
-
-    handles = [handle(EDGE_I), handle(EDGE_II)]
+               label_cells, edges, lines, running_cells, unsure_edges, unsettled)
+    handles = [edge_handle(EDGE_I), edge_handle(EDGE_II)]
     labels = [f"Regime I | II boundary (LMC = {lmc_epsilon:g})",
               f"Regime II-A | II-B boundary (CKA = {cka_threshold:g})"]
+    if unsettled:
+        kinds = list(dict.fromkeys(k for _, k in unsure_edges))
+        handles += [edge_handle(k, sure=False) for k in kinds]
+        labels += [f"{'I | II' if k == EDGE_I else 'II-A | II-B'} boundary next to an unsettled cell" for k in kinds]
+        handles.append(unsettled_handle())
+        labels.append(f"unsettled: its {regimes.confidence * 100:g} % interval crosses a boundary")
     blank = ~(np.isfinite(test) & np.isfinite(lmc) & np.isfinite(cka)) | (grids.regimes == MISSING)
     if any(blank[rc] for rc in running_cells):
         handles.append(Patch(facecolor="white", edgecolor=_RUNNING_HATCH["hatchcolor"], hatch=_RUNNING_HATCH["hatch"]))
@@ -381,7 +476,7 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     if any(blank[r, c] and (r, c) not in running_cells for r in range(ny) for c in range(nx)):
         handles.append(Patch(facecolor="white", edgecolor="0.4", hatch=_MISSING_HATCH["hatch"]))
         labels.append(missing_label)
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 4), frameon=False, fontsize=9,
                handlelength=3.5, handler_map={tuple: HandlerTuple(ndivide=1, pad=0)})
     if title:
         fig.suptitle(title, fontsize=12)

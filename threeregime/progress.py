@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .plan import load_plan
+from .settle import progress_lines as settle_progress_lines
 from .spec.common import ConfigError, fmt
 from .study import Study
 
@@ -221,6 +222,8 @@ def main(argv=None) -> int:
     for s in chosen:
         prog = study_progress(s, a.directory, incomplete, locked)
         print("\n".join(prog.lines()))
+        if s.settle_batches:  # the settle option: pairs per cell and why (threeregime/settle.py)
+            print("\n".join(settle_progress_lines(s, a.directory)))
         if not a.no_figures:
             print(f"  figure: {draw(prog, out_dir, a.directory)}")
     return 0

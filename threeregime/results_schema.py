@@ -66,9 +66,30 @@ CELLS: list[Column] = _IDENTITY + [
     Column("n_pairs", "int64", "all", "pairs averaged"),
     Column("n_dense_seeds", "int64", "all", "dense seeds averaged"),
     Column("regime", "str", "all", "`I`, `II-A`, `II-B`, or `missing` (a diverged or undefined cell)"),
+    Column("lmc_sd", "float64", "all", "spread (SD) of single pairs' LMC around their dense seed's mean, pooled; "
+           "NaN with one pair"),
+    Column("lmc_sd_dense", "float64", "all", "SD of the dense seeds' mean LMC; NaN with one dense seed"),
+    Column("lmc_lo", "float64", "all", "lower end of the interval for the mean LMC (`regimes.confidence`, "
+           "default 90 %: README, how sure a regime is); NaN: unknown (one pair)"),
+    Column("lmc_hi", "float64", "all", "upper end of that interval"),
+    Column("cka_sd", "float64", "all", "spread (SD) of single pairs' CKA, as `lmc_sd`"),
+    Column("cka_sd_dense", "float64", "all", "SD of the dense seeds' mean CKA, as `lmc_sd_dense`"),
+    Column("cka_lo", "float64", "all", "lower end of the interval for the mean CKA"),
+    Column("cka_hi", "float64", "all", "upper end of that interval"),
+    Column("settled", "boolean", "all", "the intervals lie on one side of ε (and, where connected, of the CKA "
+           "threshold): `regime` is the only candidate; `<NA>` for a missing cell"),
+    Column("candidates", "str", "all", "the regimes the intervals reach: the regime itself when settled, "
+           "e.g. `I/II-A` when not"),
 ]
 
-TABLES = {"table.parquet": TABLE, "cells.parquet": CELLS}
+# The settle option's table (threeregime/settle.py): the cells with every extra copy, and why.
+SETTLED: list[Column] = CELLS + [
+    Column("settle_rounds", "int64", "all", "rounds of extra copies the cell got (settle option)"),
+    Column("settle_reason", "str", "all", "why it stopped: settled with how many copies, missing, or unsettled "
+           "with its budget spent"),
+]
+
+TABLES = {"table.parquet": TABLE, "cells.parquet": CELLS, "settled.parquet": SETTLED}
 
 # pandas 3's text dtype: missing values stay missing (NaN) rather than becoming the text "nan".
 _TEXT = pd.StringDtype(na_value=np.nan)

@@ -248,6 +248,7 @@ class Study:
     base: CellSpec
     regimes: Regimes = field(default_factory=Regimes)
     data: DataSpec = field(default_factory=DataSpec)   # with root and download, for the jobs
+    settle_batches: tuple = ()  # retrain seed batches the settle option may add (threeregime/settle.py)
 
     def cell(self, temperature, load, seed) -> CellSpec:
         c = self.load.apply(self.temperature.apply(replace(self.base, seed=int(seed)), temperature), load)
@@ -256,6 +257,11 @@ class Study:
     def cells(self) -> list[tuple[float, float, CellSpec]]:
         """(temperature, load, cell) for every cell and dense seed of the grid."""
         return [(t, l, self.cell(t, l, s)) for t in self.temperatures for l in self.loads for s in self.dense_seeds]
+
+    def batch_cell(self, cell: CellSpec, batch: int) -> CellSpec:
+        """`cell` retrained with the settle option's batch `batch` (1, 2, ...) of seeds: the same
+        pruned weights, its own retraining key and path."""
+        return replace(cell, retrain=replace(cell.retrain, seeds=self.settle_batches[batch - 1]))
 
     @property
     def dir(self) -> str:
@@ -415,6 +421,10 @@ def resolve_study(config: dict, name: str) -> Study:
     study = Study(name, axes["temperature"][0], axes["temperature"][1], axes["load"][0], axes["load"][1],
                   tuple(whole(s, f"{where}.seeds.dense") for s in seeds["dense"]), base,
                   regimes_spec(sec.get("regimes"), where), data)
+    if raw.get("settle") is not None:
+        from .settle import batches
+
+        study = replace(study, settle_batches=batches(raw["settle"], retrain.seeds, where))
     _check_study(study, where)
     return study
 
@@ -552,6 +562,9 @@ class Index:
             for _, _, c in s.cells():
                 ix.runs[c.run.key] = c.run
                 ix.retrains[c.retrain.key] = c.retrain
+                for b in range(1, len(s.settle_batches) + 1):
+                    extra = s.batch_cell(c, b).retrain
+                    ix.retrains[extra.key] = extra
                 ix.landscapes[c.landscape.key] = c.landscape
                 ix.prunes[c.prune.key] = c.prune
                 ix.data.setdefault(c.run.data.key(), s.data.located(c.run.data))

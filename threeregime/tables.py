@@ -11,6 +11,7 @@ import pandas as pd
 from .atomic import save_bytes
 from .regimes import Regimes
 from .results_schema import CELLS, TABLE, conform
+from .uncertainty import cell_intervals
 
 # A row's identity: the study's axes and values, and the artifacts it was read from.
 CELL_KEYS = ["study", "temperature_axis", "temperature", "load_axis", "load", "dense_seed", "density", "run", "ckpt",
@@ -50,7 +51,8 @@ def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
 
 
 def summarize(table: pd.DataFrame, regimes: Regimes) -> pd.DataFrame:
-    """One row per (temperature, load): means over dense seeds, retrain seeds and pairs, and its regime."""
+    """One row per (temperature, load): means over dense seeds, retrain seeds and pairs, its regime,
+    and how sure that regime is (threeregime.uncertainty: spreads, intervals, settled, candidates)."""
     keys = GRID_KEYS
     # skipna=False: a diverged copy makes its cell missing rather than silently better
     copies = table[table.kind == "copy"].groupby(keys).agg(
@@ -61,7 +63,8 @@ def summarize(table: pd.DataFrame, regimes: Regimes) -> pd.DataFrame:
         n_dense_seeds=("dense_seed", "nunique"))
     out = copies.join(pairs, how="outer").reset_index()
     out["regime"] = [regimes.classify(l, c) for l, c in zip(out.lmc, out.cka)]
-    return out
+    sure = cell_intervals(table[table.kind == "pair"], keys, regimes)
+    return out.merge(sure, on=keys, how="left")
 
 
 def write_parquet(df: pd.DataFrame, path: str) -> None:
