@@ -467,5 +467,6 @@ def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
     # editing the file: that model's dense runs and everything after them; the ResNet is untouched
     (tmp_path / "my_models.py").write_text(MY_MODELS + "\n# tuned\n")
     counts = job_counts(smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout)
-    assert counts["train_dense"] == 4 and counts["prune"] == 4 and counts["retrain_cell"] == 4
+    # 4 dense runs (2 lr x 2 widths) of 2 one-epoch segments (checkpoint_every: 1), then one cell each
+    assert counts["train_dense"] == 8 and counts["prune"] == 4 and counts["retrain_cell"] == 4
     assert counts["landscape_metrics"] == 4
