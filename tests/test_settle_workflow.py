@@ -20,7 +20,7 @@ def test_the_second_round_adds_copies_only_to_unsettled_cells(tiny_grid, tmp_pat
     shutil.copytree(tiny_grid[0], tmp_path, symlinks=True, dirs_exist_ok=True)
     cells = pd.read_parquet(tmp_path / "results/studies/tiny/cells.parquet")
     # Regimes name no path: choose thresholds on the measured values so that one cell is unsettled and
-    # the others settled (every cell connected, ε = -10; the CKA threshold at one cell's mean CKA,
+    # the others settled (every cell connected, ε = -1, the lowest the schema allows: LMC lies in [-1, 1]; the CKA threshold at one cell's mean CKA,
     # outside the others' 50 % intervals).
     table = pd.read_parquet(tmp_path / "results/studies/tiny/table.parquet")
     pairs = table[table.kind == "pair"]
@@ -42,7 +42,7 @@ def test_the_second_round_adds_copies_only_to_unsettled_cells(tiny_grid, tmp_pat
     settle_cfg = write_config(tmp_path / "settle", {
         "default_studies": ["tiny"], "engine": ENGINE,
         "studies": {"tiny": {**TINY_STUDY, "settle": {"rounds": 1},
-                             "regimes": {"lmc_epsilon": -10.0, "cka_threshold": float(threshold), "confidence": 0.5}}}})
+                             "regimes": {"lmc_epsilon": -1.0, "cka_threshold": float(threshold), "confidence": 0.5}}}})
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "cells").rglob("*") if p.is_file()}
     before.update({p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "dense").rglob("*") if p.is_file()})
 
