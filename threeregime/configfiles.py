@@ -7,6 +7,8 @@ twice silently loses the first one; this finds them, with file and line.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+from pathlib import Path
 import re
 
 import yaml
@@ -84,6 +86,17 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
+# The workflow's config schema (rules/common.smk validates against it; study.py reads key paths' bounds).
+SCHEMA_PATH = str(Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml")
+
+
+@lru_cache(maxsize=None)
+def load_schema(schema_path: str = SCHEMA_PATH) -> dict:
+    """The schema as a dict, read once per process (callers must not change it)."""
+    with open(schema_path) as f:
+        return yaml.safe_load(f)
+
+
 def schema_problems(config: dict, schema_path: str) -> list[str]:
     """The config's violations of the JSON schema, one line each, naming the key as written
     in YAML (`defaults.train.lr`), what is allowed (each alternative, for keys with several)
@@ -91,8 +104,7 @@ def schema_problems(config: dict, schema_path: str) -> list[str]:
     finite (`.nan`, `.inf` pass every bound of a schema)."""
     import jsonschema
 
-    with open(schema_path) as f:
-        schema = yaml.safe_load(f)
+    schema = load_schema(schema_path)
     validator = jsonschema.validators.validator_for(schema)(schema)
     problems = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):

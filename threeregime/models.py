@@ -66,6 +66,9 @@ class FusedNetwork(nn.Module):
     """K copies of one network in grouped layers; subclasses build the layers and `forward`
     ([N, K*in_channels, H, W] with copy k's images in channel block k -> logits [N, K, classes])."""
 
+    # Whether the training step may be captured in a CUDA graph (engine.cuda_graph).
+    cuda_graphable = True
+
     def __init__(self, spec: ModelSpec, copies: int):
         super().__init__()
         self.spec, self.copies = spec, copies

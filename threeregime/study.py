@@ -15,10 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable
 
-from .configfiles import number_hint
+from .configfiles import load_schema, number_hint
 from .regimes import Regimes
 from .spec.common import ConfigError, deep_merge, fmt, whole
 from .spec.data import IMAGEFOLDER, DataIdentity, DataSpec, check_image_folder
@@ -140,12 +139,7 @@ def key_paths() -> list[str]:
 @lru_cache(maxsize=None)
 def _schema_limits(section: str, name: str) -> dict:
     """The numeric limits (minimum, maximum, ...) the config schema gives `section.name`."""
-    path = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-    if not path.exists():
-        return {}
-    import yaml
-
-    defs = yaml.safe_load(path.read_text())["$defs"]
+    defs = load_schema()["$defs"]
     prop = defs.get("train" if section == "retrain" else section, {}).get("properties", {}).get(name, {})
     return {k: v for k, v in prop.items() if k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")}
 

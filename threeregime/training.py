@@ -245,7 +245,7 @@ class _Run:
         self.model.train()
         self.sums.zero_()
         if (engine.cuda_graph and engine.device.type == "cuda" and self.graphable and not engine.compile
-                and self.graphed is None and getattr(self.model, "cuda_graphable", True)):
+                and self.graphed is None and self.model.cuda_graphable):
             def graph_step(p, a, b):
                 self.step(self.model, self.opt, self.mask_pairs, data, p, a, b, engine, self.sums,
                           autocast=engine.autocast(cache=False), hp=hp)
