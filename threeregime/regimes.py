@@ -88,11 +88,11 @@ class Regimes:
         point = self.classify(lmc, cka)
         if point == MISSING:
             return (MISSING,)
-        lo, hi = _bounds(lmc, lmc_interval)
+        side = self.side(lmc, lmc_interval)
         out = {point}
-        if lo < self.lmc_epsilon:
+        if side in ("I", "unsettled"):
             out.add("I")
-        if hi > self.lmc_epsilon or lmc >= self.lmc_epsilon:  # the connected side is reached
+        if side in ("II", "unsettled"):  # the connected side is reached
             if _finite(cka):
                 c_lo, c_hi = _bounds(cka, cka_interval)
                 out.add("II-B" if cka >= self.cka_threshold else "II-A")
