@@ -92,6 +92,13 @@ def test_second_snakemake_on_the_same_results_is_refused(tmp_path):
             (tmp_path / ".snakemake" / "locks").iterdir()), first, timeout=120)
         r = smk("-d", str(tmp_path), "--configfile", cfg, "--cores", "1", check=False)
         assert r.returncode != 0
+        # Snakemake checks for incomplete outputs before it takes the lock: once the first run
+        # has a job in flight, the second is refused for that job's output instead. Either way
+        # it stops; the flag that message suggests must then meet the lock.
+        said = r.stdout + r.stderr
+        assert "cannot be locked" in said or "IncompleteFilesException" in said, said[-2000:]
+        r = smk("-d", str(tmp_path), "--configfile", cfg, "--cores", "1", "--rerun-incomplete", check=False)
+        assert r.returncode != 0
         assert "cannot be locked" in (r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]
         assert first.poll() is None  # the first run goes on undisturbed
     finally:
