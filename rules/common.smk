@@ -9,7 +9,9 @@ from threeregime.plan import plan_of  # noqa: E402
 from threeregime.spec.common import ConfigError  # noqa: E402
 from threeregime.spec.data import DataError  # noqa: E402
 from threeregime.spec.identity import approx_epochs  # noqa: E402
+from threeregime.spec.prune import DEFAULT_KEY_PATTERN as PRUNE_DEFAULT_KEY  # noqa: E402
 from threeregime.spec.prune import KEY_PATTERN as PRUNE_KEY  # noqa: E402
+from threeregime.spec.prune import SELECTED_KEY_PATTERN as PRUNE_SELECTED_KEY  # noqa: E402
 from threeregime.study import check_data_sets  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from .data import DeviceData, load_dataset
 from .landscape import landscape_metrics
 from .models import build_network
 from .pruning import apply_masks, density_of, layer_densities, magnitude_masks
-from .spec.data import DataSpec
+from .spec.data import DataIdentity, DataSpec
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec
 from .spec.prune import PruneSpec
@@ -64,6 +64,9 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
     to one uninterrupted run on CPU. Inside a segment, a resume state at `resume_path` is
     written after every epoch and picked up by a rerun of a killed job.
     """
+    # Where the data lives comes from the config (any study naming this data set); what it is,
+    # augmentation included, is this run's own: two studies may augment one data set differently.
+    data_spec = data_spec.located(run.data)
     ds, data = device_data(data_spec, engine, augment=True)
     spec = run.model.for_data(ds.image_shape[-1], ds.num_classes)
     check_network(spec, ds.image_shape)
@@ -112,8 +115,10 @@ def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str
     per_layer = layer_densities(masks)
     save_json({"prune": prune.as_dict(), "achieved_density": achieved, "layers": per_layer},
               os.path.join(os.path.dirname(out_path), "densities.json"))
+    # the dense run's data set (augmentation included), which its retraining uses
+    data = {"data": ckpt["hparams"]["data"]} if "hparams" in ckpt else {}
     save_torch({"meta": {**meta, "achieved_density": achieved}, "spec": ckpt["spec"], "state_dict": pruned,
-                "mask": masks, "layer_densities": per_layer}, out_path)
+                "mask": masks, "layer_densities": per_layer, **data}, out_path)
     log(f"{prune.method} magnitude pruning of {dense_path} to density {prune.density}: kept {achieved:.6f} of "
         f"{len(masks)} layers' weights ({', '.join(prune.layers)}"
         + (f", except {', '.join(prune.exclude)}" if prune.exclude else "") + ")")
@@ -143,6 +148,8 @@ def retrain_cell(pruned_path: str, out_path: str, log_path: str, data_spec: Data
     """
     ckpt = load_torch(pruned_path, expect=expect)
     spec, masks = _spec_of(ckpt), ckpt["mask"]
+    if "data" in ckpt:  # retrain with the dense run's augmentation (pruned files before it: the config's)
+        data_spec = data_spec.located(DataIdentity(**ckpt["data"]))
     _, data = device_data(data_spec, engine, augment=True)
     seeds = sorted(int(s) for s in seeds)
     per_pass = engine.copies_for(spec, tuple(data.x_train.shape[1:3]), len(seeds))

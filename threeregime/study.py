@@ -341,8 +341,10 @@ def study_sections(config: dict, name: str) -> dict:
 
 
 def data_locations(config: dict) -> dict[str, DataSpec]:
-    """Where each data set lives, by DataIdentity key: the first study (in config order) using
-    it decides. Cheap (no study is resolved): what a job reads instead of planning again."""
+    """Where each data set lives (root, download), by DataIdentity key: the first study (in
+    config order) using it decides. Cheap (no study is resolved): what a job reads instead of
+    planning again. What the data set is, augmentation included, the job takes from its own run
+    (pipeline: DataSpec.located), since studies may augment one data set differently."""
     out: dict[str, DataSpec] = {}
     for name in config.get("studies", {}):
         raw = config["studies"][name]

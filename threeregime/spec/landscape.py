@@ -56,4 +56,10 @@ class LandscapeSpec:
         return key
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The fields, bn_estimate only when not the default: the landscape rule's parameters,
+        which Snakemake records, stay what they were before it existed (a changed record would
+        rerun every finished landscape job)."""
+        d = dict(self.__dict__)
+        if d["bn_estimate"] == LandscapeSpec.bn_estimate:
+            del d["bn_estimate"]
+        return d

@@ -17,7 +17,12 @@ DEFAULT_LAYERS = ("conv",)
 _SELECTION = r"_s[0-9a-f]{8}"
 # The prune wildcard: a method, a density and, for a non-default choice of weights, 's' and
 # 8 hex digits of the choice (rules/common.smk constrains {prune} with it).
-KEY_PATTERN = r"[a-z]+_d[0-9.e-]+(?:" + _SELECTION + ")?"
+DEFAULT_KEY_PATTERN = r"[a-z]+_d[0-9.e-]+"
+KEY_PATTERN = DEFAULT_KEY_PATTERN + "(?:" + _SELECTION + ")?"
+# The keys with a selection digest: rules/prune.smk gives them a rule of their own (prune_selected)
+# with the selection as a parameter, so the default keys' rule keeps the no parameters it was
+# recorded with (Snakemake reruns a job whose recorded parameters changed, and all after it).
+SELECTED_KEY_PATTERN = DEFAULT_KEY_PATTERN + _SELECTION
 
 
 @dataclass(frozen=True)
