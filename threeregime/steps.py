@@ -25,14 +25,19 @@ def _batch(data: DeviceData, plan: dict, start: int, stop: int, engine: Engine):
     return to_model_input(data.normalize(imgs), engine.channels_last), labels.t()
 
 
-def _loss_backward(model, x: torch.Tensor, y: torch.Tensor, engine: Engine, autocast=None):
+def _loss_backward(model, x: torch.Tensor, y: torch.Tensor, engine: Engine, autocast=None,
+                   label_smoothing: float = 0.0):
     """Forward and backward of the sum of the per-copy mean losses (so each copy's gradient is
     that of its own mean loss); returns the logits [b, K, classes] and losses [b, K]."""
     with autocast or engine.autocast():
         out = model(x).float()                           # [b, K, classes]
-    losses = F.cross_entropy(out.permute(0, 2, 1), y, reduction="none")  # [b, K]
+    losses = F.cross_entropy(out.permute(0, 2, 1), y, reduction="none", label_smoothing=label_smoothing)  # [b, K]
     losses.mean(0).sum().backward()
     return out, losses
+
+
+def _smoothing(hp: TrainSpec | None) -> float:
+    return hp.label_smoothing if hp is not None else 0.0
 
 
 def _mask_grads(mask_pairs: list[tuple]) -> None:
@@ -52,7 +57,7 @@ def train_step(model: FusedNetwork, opt, mask_pairs: list[tuple], data: DeviceDa
     of its epoch plan (gradients must be zero or None); adds each copy's summed loss and error
     count to sums [K, 2], on the device."""
     x, y = _batch(data, plan, start, stop, engine)
-    out, losses = _loss_backward(model, x, y, engine, autocast)
+    out, losses = _loss_backward(model, x, y, engine, autocast, _smoothing(hp))
     _mask_grads(mask_pairs)
     opt.step()
     _add_sums(sums, out, losses, y)
@@ -74,7 +79,7 @@ def sam_step(model: FusedNetwork, opt, mask_pairs: list[tuple], data: DeviceData
     first pass's. With rho == 0 this is exactly train_step.
     """
     x, y = _batch(data, plan, start, stop, engine)
-    out, losses = _loss_backward(model, x, y, engine, autocast)
+    out, losses = _loss_backward(model, x, y, engine, autocast, _smoothing(hp))
     _mask_grads(mask_pairs)
     if hp is not None and hp.rho > 0:
         K = sums.shape[0]
@@ -89,7 +94,7 @@ def sam_step(model: FusedNetwork, opt, mask_pairs: list[tuple], data: DeviceData
             for p, g in zip(params, grads):
                 p.unflatten(0, (K, -1)).add_(g.unflatten(0, (K, -1)) * scale.view(K, *([1] * g.dim())).to(g.dtype))
         opt.zero_grad(set_to_none=True)
-        _loss_backward(model, x, y, engine, autocast)
+        _loss_backward(model, x, y, engine, autocast, _smoothing(hp))
         _mask_grads(mask_pairs)
         with torch.no_grad():
             torch._foreach_copy_(params, saved)

@@ -251,7 +251,7 @@ class _Run:
                           autocast=engine.autocast(cache=False), hp=hp)
             self.graphed = GraphedStep(graph_step, self.opt, plan, B)
         for i in range(steps):
-            if hp.iterations and i:
+            if hp.per_step and i:
                 step_lr = hp.lr_at_step(first + i, n)
                 if step_lr != lr:
                     lr = step_lr

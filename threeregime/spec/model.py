@@ -24,11 +24,22 @@ VGG_LAYERS = {
     19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512),
 }
 DENSENET_GROWTH = 12  # DenseNet's growth rate at width 1
+# Transformer-base (Vaswani et al. 2017) at width 1: model dimension, feed-forward dimension,
+# attention heads. `width` multiplies both dimensions; the heads stay 8.
+TRANSFORMER_D_MODEL, TRANSFORMER_FFN, TRANSFORMER_HEADS = 512, 2048, 8
 
 
 def scaled(channels: int, width: float) -> int:
     """A channel count times the width multiplier (at least 1)."""
     return max(1, int(round(channels * width)))
+
+
+def transformer_dims(width: float) -> tuple[int, int, int]:
+    """(d_model, ffn, heads) of the Transformer at `width`: 512 x width rounded to a multiple
+    of the 8 heads (at least 8), 2048 x width, 8 heads. Width 1/8 gives (64, 256, 8)."""
+    heads = TRANSFORMER_HEADS
+    d_model = heads * max(1, int(round(TRANSFORMER_D_MODEL * width / heads)))
+    return d_model, scaled(TRANSFORMER_FFN, width), heads
 
 
 @dataclass(frozen=True)
@@ -232,6 +243,15 @@ ARCHITECTURES: dict[str, Architecture] = {
     "vgg": Architecture(
         "threeregime.models:VGG", lambda d: d in VGG_LAYERS, "one of 11, 13, 16, 19 (VGG configurations A, B, D, E)",
         lambda s: scaled(64, s.width), "VGG with BatchNorm, 64..512 channels x width, one linear layer"),
+    # Translation (threeregime.seq2seq): depth is the layers of each stack (6: Transformer-base,
+    # 6 encoder + 6 decoder layers), width multiplies d_model 512 and the feed-forward 2048
+    # (transformer_dims). num_classes is the vocabulary size and in_channels 0: the job fills
+    # them in with spec.for_data(0, vocab_size). One copy per network (no fused copies).
+    "transformer": Architecture(
+        "threeregime.seq2seq.transformer:build_transformer_copies", lambda d: d >= 1,
+        ">= 1 (layers per stack: encoder and decoder each)",
+        lambda s: transformer_dims(s.width)[0],
+        "encoder-decoder Transformer (post-LN), 8 heads, d_model 512 x width, tied embeddings"),
     "densenet": Architecture(
         "threeregime.models:DenseNet", lambda d: d >= 7 and (d - 4) % 3 == 0, "3n+4 with n >= 1 (7, 10, ..., 40, ...)",
         lambda s: 2 * scaled(DENSENET_GROWTH, s.width),
