@@ -649,9 +649,15 @@ def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> 
     """Checks that need the data set (run when the workflow starts, not on a dry run)."""
     from .data import training_set_size
 
+    from .datacheck import corpus_problem
+    from .spec.data import DataError
+
     sizes = {}  # by DataIdentity key: data.train_fraction makes another training set
     for spec in data_specs:
-        if not isinstance(spec, DataSpec):  # another task's data: its own check (check_corpora)
+        if not isinstance(spec, DataSpec):  # a translation corpus: there, or to be downloaded
+            problem = corpus_problem(spec)
+            if problem:
+                raise DataError(problem)
             continue
         sizes[spec.identity.key()] = training_set_size(spec)
     for what, (key, bs) in batch_sizes.items():

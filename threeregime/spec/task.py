@@ -220,6 +220,9 @@ def corpus_spec(data: dict, where: str = "data"):
         identity = CorpusIdentity(**kw)
     except TypeError as e:
         raise ConfigError(f"data: {e}") from None
+    if identity.name == "toy" and identity.train_pairs > identity.toy_train:
+        raise ConfigError(f"data.train_pairs: {identity.train_pairs} is more than the {identity.toy_train} generated "
+                          f"training pairs (data.toy_train): lower it, or 0 for all")
     return CorpusSpec.located(identity, str(data.get("root", "data")), bool(data.get("download", False)))
 
 
@@ -239,7 +242,8 @@ def wrong_task_keys(task: Task, section: str, keys, where: str) -> None:
         for k in keys:
             if k not in task.data_keys:
                 owners = [t.name for t in TASKS.values() if k in t.data_keys]
-                raise ConfigError(f"{where}.data.{k}: a {task.name} study's data has no {k!r}"
+                article = "an" if task.name[0] in "aeiou" else "a"
+                raise ConfigError(f"{where}.data.{k}: {article} {task.name} study's data has no {k!r}"
                                   + (f" (a key of {' and '.join(owners)} data)" if owners else "")
                                   + f"; its data keys: {list(task.data_keys)}. Remove it, or set the study's "
                                   f"task: {owners[0] if owners else '...'}")
