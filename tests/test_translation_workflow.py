@@ -156,7 +156,7 @@ def test_image_tables_have_no_bleu(tmp_path):
 def test_translation_demo_preset_plans_its_figure(tmp_path):
     counts = job_counts(smk("-n", "-d", str(tmp_path), "results/figure14_demo.pdf", "--configfile",
                             str(ROOT / "presets" / "translation_demo.yaml")).stdout)
-    assert counts["vocabulary"] == 1 and counts["train_dense"] == 8 and counts["retrain_cell"] == 16
+    assert counts["vocabulary"] == 1 and counts["train_dense"] == 12 and counts["retrain_cell"] == 12
 
 
 @pytest.mark.slow
