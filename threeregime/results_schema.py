@@ -115,7 +115,8 @@ def conform(df: pd.DataFrame, columns: list[Column], what: str) -> pd.DataFrame:
                          f"(README's results schema is generated from it)")
     out = {}
     for col in columns:
-        values = df[col.name] if col.name in df else pd.Series([pd.NA] * len(df), index=df.index, dtype=object)
+        missing = np.nan if col.dtype == "float64" else pd.NA  # e.g. bleu of an image study's table
+        values = df[col.name] if col.name in df else pd.Series([missing] * len(df), index=df.index, dtype=object)
         if col.dtype == "boolean":
             values = values.astype(object).where(values.notna(), None)
         try:
