@@ -464,7 +464,7 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
         (f"(b) Normalized {name[0].lower() + name[1:] if not name.isupper() else name}", normalized_label,
          normalized, "viridis_r", _norm(normalized, lo=0.0), ".1f", ()),
         # dark = negative LMC (a barrier: Regime I), white = connected
-        ("(c) LMC", "LMC (train error)", lmc, "Blues_r", _norm(lmc, lo=min(lmc_epsilon, 0.0) * 2, hi=0.0), ".2f",
+        ("(c) LMC", f"LMC ({'token' if quality.column == 'bleu' else 'train'} error)", lmc, "Blues_r", _norm(lmc, lo=min(lmc_epsilon, 0.0) * 2, hi=0.0), ".2f",
          (lmc_epsilon,)),
         # dark = dissimilar outputs
         ("(d) CKA similarity", "CKA similarity", cka, "magma", _norm(cka, hi=None), ".2f", (cka_threshold,)),
