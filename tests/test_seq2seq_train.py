@@ -191,3 +191,24 @@ def test_gram_representation_keeps_linear_cka():
 
 def test_vocabulary_path_is_where_the_job_writes(toy):
     assert vocabulary_path(CORPUS.identity).startswith(f"results/vocab/{CORPUS.identity.key()}/")
+
+
+@pytest.mark.slow
+def test_the_toy_corpus_is_learnable(tmp_path):
+    """A tiny Transformer (2 + 2 layers, d_model 64) learns the toy pair on a CPU in about a
+    minute: BLEU well above 0, and rising with the epochs (the demo's temperature axis)."""
+    corpus = CorpusSpec("toy", toy_train=1000, toy_valid=200, vocab_size=160, max_len=40)
+    path = str(tmp_path / "sentencepiece.model")
+    s2s.train_vocabulary_job(corpus, path, log=lambda *_: None)
+    vocab, data = s2s.token_data(corpus, path, log=lambda *_: None)
+    spec = ModelSpec("transformer", 2, 0.125, None, None).for_data(0, vocab.size)
+    torch.manual_seed(1)
+    init = build_transformer(spec, None, CPU).copy_state(0)
+    hp = TrainSpec(optimizer="adam", lr=5e-3, weight_decay=0.0, batch_size=32, epochs=10, milestones=(),
+                   schedule="inverse_sqrt", warmup=60, label_smoothing=0.1)
+    state = {}
+    _, early = train_translation(spec, init, 1, data, hp, CPU, vocab=vocab, stop_epoch=3, state_out=state,
+                                 log=lambda *_: None)
+    _, late = train_translation(spec, init, 1, data, hp, CPU, vocab=vocab, start_state=state, log=lambda *_: None)
+    assert early[-1]["bleu"] < 5 and late[-1]["bleu"] > 20, (early[-1]["bleu"], late[-1]["bleu"])
+    assert late[-1]["test_error"] < early[-1]["test_error"] - 0.2

@@ -77,6 +77,31 @@ def token_sums(model: Transformer, src: torch.Tensor, tgt: torch.Tensor, label_s
     return loss, wrong, real.sum()
 
 
+def train_step(model: Transformer, opt, src: torch.Tensor, tgt: torch.Tensor, label_smoothing: float,
+               mask_pairs: list, engine: Engine) -> torch.Tensor:
+    """One optimizer step on a batch (src [b, S], tgt [b, T] with BOS/EOS, on the device):
+    label-smoothed cross-entropy averaged over the non-pad target tokens; pruned weights'
+    gradients zeroed before the step and the weights re-masked after it. Returns the batch's
+    [loss sum, wrong tokens, tokens] (float64, on the device; no host synchronisation)."""
+    opt.zero_grad(set_to_none=True)
+    with engine.autocast():
+        loss, wrong, count = token_sums(model, src, tgt, label_smoothing)
+    (loss / count).backward()
+    if mask_pairs:
+        torch._foreach_mul_([p.grad for p, _ in mask_pairs], [m for _, m in mask_pairs])
+    opt.step()
+    if mask_pairs:
+        with torch.no_grad():
+            torch._foreach_mul_([p for p, _ in mask_pairs], [m for _, m in mask_pairs])
+    return torch.stack([loss.detach().double(), wrong.double(), count.double()])
+
+
+def mask_pairs_of(model: Transformer, masks: dict | None, device) -> list:
+    """(parameter, mask) pairs of the pruned weights, masks as the parameters' dtype on the device."""
+    params = dict(model.named_parameters())
+    return [(params[k], m.to(device=device, dtype=params[k].dtype)) for k, m in (masks or {}).items()]
+
+
 def sentence_batches(sentences, batch_size: int, indices=None):
     """Consecutive batches of sentence indices (all, or `indices`), as index lists."""
     idx = list(range(len(sentences))) if indices is None else [int(i) for i in indices]
@@ -165,8 +190,7 @@ def train_translation(spec: ModelSpec, init_state: dict, seed: int, data: TokenD
     torch.manual_seed(int(seed))  # dropout's stream (the init is init_state's)
     model = build_transformer(spec, init_state, engine, dropout)
     opt = build_optimizer(model.parameters(), hp)
-    params = dict(model.named_parameters())
-    mask_pairs = [(params[k], m.to(device=dev, dtype=params[k].dtype)) for k, m in (masks or {}).items()]
+    mask_pairs = mask_pairs_of(model, masks, dev)
     gen = torch.Generator().manual_seed(int(seed))
     history, start, step = _restore(model, opt, gen, dev, resume_path, resume_meta, start_state, log)
     if start > stop:
@@ -185,18 +209,8 @@ def train_translation(spec: ModelSpec, init_state: dict, seed: int, data: TokenD
             lr = hp.lr_at_step(step, n)
             for g in opt.param_groups:
                 g["lr"] = lr
-            opt.zero_grad(set_to_none=True)
             src, tgt = data.train_src.batch(b).to(dev), data.train_tgt.batch(b).to(dev)
-            with engine.autocast():
-                loss, wrong, count = token_sums(model, src, tgt, hp.label_smoothing)
-            (loss / count).backward()
-            if mask_pairs:
-                torch._foreach_mul_([p.grad for p, _ in mask_pairs], [m for _, m in mask_pairs])
-            opt.step()
-            if mask_pairs:
-                with torch.no_grad():
-                    torch._foreach_mul_([p for p, _ in mask_pairs], [m for _, m in mask_pairs])
-            sums += torch.stack([loss.detach().double(), wrong.double(), count.double()])
+            sums += train_step(model, opt, src, tgt, hp.label_smoothing, mask_pairs, engine)
             step += 1
         s = sums.cpu()
         vloss, vwrong, vcount = teacher_forced(model, data.valid_src, data.valid_tgt, engine, eval_bs)
