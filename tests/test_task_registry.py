@@ -139,6 +139,7 @@ def test_bad_translation_input_is_refused_while_planning(base_config, over, mess
                                     "'vocab_size' (a key of translation data)"),
     ({"retrain": {"decode": "greedy"}}, "image_classification studies do not decode"),
     ({"model": {"arch": "transformer", "depth": 6}}, "'transformer' is not a network of task image_classification"),
+    ({"data": {"name": "toy"}}, "studies.i.data.name: 'toy' is translation data; set the study's task: translation"),
 ])
 def test_translation_keys_are_refused_on_an_image_study(base_config, over, message):
     study = deep_merge({"temperature": {"axis": "epochs", "values": [10]}, "load": {"axis": "density", "values": [0.1]}},
@@ -154,6 +155,7 @@ def test_adding_a_task_is_one_entry(base_config, monkeypatch):
     entry = replace(TASKS["translation"], name="language_modelling", data_names=("toy",),
                     quality=task_mod.Metric("bleu", "Perplexity", False),
                     defaults=deep_merge(TASKS["translation"].defaults, {"prune": {"layers": ["linear", "conv"]}}))
+    monkeypatch.delitem(TASKS, "translation")  # the toy corpus becomes the new task's data
     monkeypatch.setitem(TASKS, "language_modelling", entry)
     s = plan_one(base_config, {**TOY_STUDY, "task": "language_modelling"})
     assert s.entry is entry and s.base.prune.layers == ("linear", "conv") and s.task == "language_modelling"

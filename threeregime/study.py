@@ -25,7 +25,7 @@ from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec, factory_source
 from .spec.prune import DEFAULT_LAYERS, METHODS, PruneSpec
-from .spec.task import DEFAULT_TASK, TASK_SECTIONS, Task, located, task_named
+from .spec.task import DEFAULT_TASK, TASK_SECTIONS, Task, located, task_named, task_of_data_name
 from .spec.train import TrainSpec
 
 SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
@@ -466,6 +466,10 @@ def _check_task_sections(task: Task, sec: dict, where: str) -> None:
     from .spec.task import wrong_task_keys
 
     wrong_task_keys(task, "data", sec.get("data", {}), where)
+    owner = task_of_data_name(str(sec.get("data", {}).get("name", "")))
+    if owner.data_names and owner is not task:
+        raise ConfigError(f"{where}.data.name: {sec['data']['name']!r} is {owner.name} data; set the study's "
+                          f"task: {owner.name}, or name a data set of task {task.name}")
     for section in ("train", "retrain"):
         wrong_task_keys(task, section, sec.get(section, {}), where)
     if "decode" in sec.get("train", {}):
