@@ -130,6 +130,10 @@ TRANSLATION_DEFAULTS = {
 }
 
 
+CORPUS_KEYS = ("name", "pair", "train_pairs", "subsample_seed", "vocab_size", "max_len", "root", "download",
+               "toy_train", "toy_valid", "toy_seed")
+
+
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task(
         "image_classification", "images -> one of num_classes classes (the paper's main experiments)",
@@ -150,8 +154,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task(
         "translation", "sentence pairs -> target sentences (Appendix B.2, Figure 14: Transformer on WMT14)",
         data_names=("toy", "wmt14"),
-        data_keys=("name", "pair", "train_pairs", "subsample_seed", "vocab_size", "max_len", "root", "download",
-                   "toy_train", "toy_valid", "toy_seed"),
+        data_keys=CORPUS_KEYS,
         data_spec="threeregime.spec.task:corpus_spec",
         data_identity="threeregime.spec.corpus:CorpusIdentity",
         architectures=("transformer",),
@@ -212,7 +215,7 @@ def corpus_spec(data: dict, where: str = "data"):
 
     ints = ("train_pairs", "subsample_seed", "vocab_size", "max_len", "toy_train", "toy_valid", "toy_seed")
     kw = {k: whole(data[k], f"data.{k}") if k in ints else data[k]
-          for k in TASKS["translation"].data_keys if k in data and k not in ("root", "download")}
+          for k in CORPUS_KEYS if k in data and k not in ("root", "download")}
     if kw.get("name") == "wmt14" and "pair" not in kw:
         raise ConfigError("data.pair is missing: name the WMT14 language pair as source-target, e.g. pair: de-en "
                           "(German to English); WMT14 has cs-en, de-en, fr-en, hi-en, ru-en, either direction")
