@@ -627,7 +627,11 @@ def quality_lines(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     handles = [edge_handle(EDGE_I), edge_handle(EDGE_II)]
     labels = [f"Regime I | II boundary (LMC = {regimes.lmc_epsilon:g})",
               f"Regime II-A | II-B boundary (CKA = {regimes.cka_threshold:g})"]
-    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False, fontsize=9, handlelength=3.5,
+    if unsettled:
+        handles.append(unsettled_handle())
+        labels.append(f"unsettled: its {regimes.confidence * 100:g} % interval crosses a boundary")
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
+               handlelength=3.5,
                handler_map={tuple: HandlerTuple(ndivide=1, pad=0)})
     if title:
         fig.suptitle(title, fontsize=12)
