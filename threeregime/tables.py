@@ -57,6 +57,8 @@ def summarize(table: pd.DataFrame, regimes: Regimes) -> pd.DataFrame:
     """One row per (temperature, load): means over dense seeds, retrain seeds and pairs, its regime,
     and how sure that regime is (threeregime.uncertainty: spreads, intervals, settled, candidates)."""
     keys = GRID_KEYS
+    if "bleu" not in table:  # rows read by an older cell_rows, or built by hand: no BLEU
+        table = table.assign(bleu=np.nan)
     # skipna=False: a diverged copy makes its cell missing rather than silently better
     copies = table[table.kind == "copy"].groupby(keys).agg(
         test_error=("test_error", lambda s: s.mean(skipna=False)), n_copies=("test_error", "size"),
