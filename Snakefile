@@ -11,6 +11,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/vocabulary.smk"
 include: "rules/dense.smk"
 include: "rules/prune.smk"
 include: "rules/retrain.smk"

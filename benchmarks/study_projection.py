@@ -19,6 +19,16 @@ initialising the device) is measured once and charged to every job.
 
   python benchmarks/study_projection.py                       # every study of config.yaml
   python benchmarks/study_projection.py --studies epochs_density,batch_density --steps 30
+
+Translation studies (Figure 14) are projected from training rates in target tokens per second
+(benchmarks/translation_speed.py measures them at Transformer-base size, dense and retraining):
+
+  python benchmarks/study_projection.py --studies wmt14_epochs_density \
+      --tokens-per-s 90000 --retrain-tokens-per-s 90000 --tokens-per-pair 29
+
+Its work: the dense run's epochs, every cell's retraining (seeds x retrain epochs), each over
+train_pairs x tokens-per-pair target tokens, plus each job's BLEU decode of the validation set
+and the LMC/CKA of each cell (teacher-forced passes: charged as --lmc-epochs of one epoch).
 """
 
 from __future__ import annotations
@@ -162,6 +172,35 @@ def describe(key) -> str:
     return f"{data_name} {model.arch}{model.depth} w{model.width:g} bs{batch} {opt} K={k}"
 
 
+def translation_work(study: Study, tokens_per_pair: float) -> dict:
+    """Model-epochs and target tokens of a translation study's whole grid."""
+    run = study.base.run
+    retrain = study.base.retrain
+    pairs = run.data.train_pairs or 4_508_785  # WMT14 de-en's training pairs when all are kept
+    cells = len(study.temperatures) * len(study.loads) * len(study.dense_seeds)
+    dense_epochs = run.train.epochs * len(study.dense_seeds)  # one run per seed; its checkpoints are the temperatures
+    retrain_epochs = cells * len(retrain.seeds) * retrain.train.epochs
+    return {"cells": cells, "dense_epochs": dense_epochs, "retrain_epochs": retrain_epochs,
+            "tokens_per_epoch": pairs * tokens_per_pair,
+            "jobs": 1 + len(run.checkpoints()) * len(study.dense_seeds) + 3 * cells}
+
+
+def translation_projection(study: Study, tokens_per_s: float, retrain_tokens_per_s: float, tokens_per_pair: float,
+                           lmc_epochs: float = 0.5, overhead_s: float = 0.0) -> dict:
+    """Projected hours of a translation study's grid: (dense, retrain, LMC/CKA, overhead, total)."""
+    w = translation_work(study, tokens_per_pair)
+    dense = w["dense_epochs"] * w["tokens_per_epoch"] / tokens_per_s / 3600
+    retrain = w["retrain_epochs"] * w["tokens_per_epoch"] / retrain_tokens_per_s / 3600
+    # LMC: `points` teacher-forced passes over error_samples pairs per pair of copies, and CKA:
+    # forward-only, about a third of a training step's cost per token
+    points, pairs = study.base.landscape.points, len(study.base.retrain.seeds) * (len(study.base.retrain.seeds) - 1) // 2
+    lmc_tokens = w["cells"] * pairs * points * study.base.landscape.error_samples * tokens_per_pair
+    lmc = lmc_tokens / (3 * retrain_tokens_per_s) / 3600
+    over = w["jobs"] * overhead_s / 3600
+    return {**w, "dense_h": dense, "retrain_h": retrain, "lmc_h": lmc, "overhead_h": over,
+            "total_h": dense + retrain + lmc + over}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configfile", nargs="*", default=[], help="config files merged over config.yaml (as snakemake's)")
@@ -169,6 +208,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=40, help="training steps per timed epoch")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-landscape", action="store_true", help="skip timing the landscape metrics")
+    p.add_argument("--tokens-per-s", type=float, default=0.0,
+                   help="translation: dense training rate, target tokens per second (benchmarks/translation_speed.py)")
+    p.add_argument("--retrain-tokens-per-s", type=float, default=0.0,
+                   help="translation: retraining rate (default: --tokens-per-s)")
+    p.add_argument("--tokens-per-pair", type=float, default=29.0,
+                   help="translation: mean target tokens per training pair (WMT14 de-en, 32k joint BPE: about 29)")
     a = p.parse_args(argv)
 
     plan = load_plan(a.configfile, REPO)
@@ -184,6 +229,18 @@ def main(argv=None):
     log(f"device: {gpu}; torch {torch.__version__}; engine {engine.describe()}; {a.steps} steps per timed epoch")
 
     works = {}
+    for n in [n for n in names if ok[n].task == "translation"]:
+        if not a.tokens_per_s:
+            log(f"skip {n}: a translation study; give --tokens-per-s (benchmarks/translation_speed.py measures it)")
+            continue
+        r = translation_projection(ok[n], a.tokens_per_s, a.retrain_tokens_per_s or a.tokens_per_s, a.tokens_per_pair,
+                                   overhead_s=job_overhead(dev.type))
+        log(f"{n}: {r['cells']} cells, {r['dense_epochs']} dense + {r['retrain_epochs']} retrain epochs of "
+            f"{r['tokens_per_epoch'] / 1e6:.1f}M target tokens at {a.tokens_per_s:,.0f} / "
+            f"{a.retrain_tokens_per_s or a.tokens_per_s:,.0f} tokens/s: dense {r['dense_h']:.1f} h, retrain "
+            f"{r['retrain_h']:.1f} h, LMC/CKA {r['lmc_h']:.1f} h, job overhead {r['overhead_h']:.2f} h, "
+            f"total {r['total_h']:.1f} h")
+    names = [n for n in names if ok[n].task != "translation"]
     for n in names:
         if any(c.run.data.name not in SHAPES for _, _, c in ok[n].cells()[:1]):
             log(f"skip {n}: data set {ok[n].base.run.data.name!r} has no known full-size shape")

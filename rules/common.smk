@@ -12,6 +12,7 @@ from threeregime.spec.identity import approx_epochs  # noqa: E402
 from threeregime.spec.prune import DEFAULT_KEY_PATTERN as PRUNE_DEFAULT_KEY  # noqa: E402
 from threeregime.spec.prune import KEY_PATTERN as PRUNE_KEY  # noqa: E402
 from threeregime.spec.prune import SELECTED_KEY_PATTERN as PRUNE_SELECTED_KEY  # noqa: E402
+from threeregime.spec.task import artifact_paths, task_of_run  # noqa: E402
 from threeregime.study import check_data_sets  # noqa: E402
 
 
@@ -84,6 +85,7 @@ wildcard_constraints:
     prune=PRUNE_KEY,
     land=r"p\d+_bn\d+_err\d+_cka\d+(_bn[a-z]+)?",
     study=r"[A-Za-z][A-Za-z0-9_-]*",
+    corpus=r"[A-Za-z0-9.-]+",
     figure=r"[A-Za-z][A-Za-z0-9_-]*",
 
 
@@ -133,6 +135,22 @@ def previous_checkpoint(wc):
     return [] if prev is None else [f"results/dense/{wc.run}/seed{wc.dseed}/{prev}.pt"]
 
 
+def task_artifacts(wc):
+    """The extra files the run's task reads (threeregime.spec.task: the translation vocabulary), by
+    input name: what train_dense, retrain_cell and landscape_metrics take besides their checkpoint."""
+    run = INDEX.run(wc.run)
+    return artifact_paths(task_of_run(run), run.data)
+
+
+def dense_inputs(wc):
+    return {"previous": previous_checkpoint(wc), **task_artifacts(wc)}
+
+
+def with_artifacts(path):
+    """A rule's one checkpoint input (named `checkpoint`) and its task's artifacts."""
+    return lambda wc: {"checkpoint": path.format(**dict(wc.items())), **task_artifacts(wc)}
+
+
 def study_inputs(kind):
     def inputs(wc):
         return [c.landscape_path if kind == "landscape" else f"{c.retrain_dir}/retrain_log.csv"
@@ -146,6 +164,8 @@ def figure_inputs(wc):
     spec = FIGURES[wc.figure]
     for name in [spec["study"]] if "study" in spec else spec["compare"]:
         study(name)  # refuses a study that cannot run, naming why
+    if "study" in spec and spec.get("lines"):
+        return {"cells": f"results/studies/{spec['study']}/cells.parquet"}
     if "study" in spec:
         return {"pdf": f"results/studies/{spec['study']}/phase.pdf", "png": f"results/studies/{spec['study']}/phase.png"}
     return {f"cells{i}": f"results/studies/{s}/cells.parquet" for i, s in enumerate(spec["compare"])}

@@ -1,7 +1,7 @@
 rule train_dense:
     """One segment of a dense run: from the previous checkpoint (or the seed's init) to this one."""
     input:
-        previous_checkpoint,
+        unpack(dense_inputs),
     output:
         f"{RUN}/{{ckpt}}.pt",
     params:

@@ -1,7 +1,7 @@
 rule landscape_metrics:
     """LMC and CKA of every pair of a cell's retrained copies."""
     input:
-        f"{COPIES}/retrained.pt",
+        unpack(with_artifacts(f"{COPIES}/retrained.pt")),
     output:
         f"{COPIES}/landscape_{{land}}.json",
     params:

@@ -1,7 +1,7 @@
 rule retrain_cell:
     """Retrain one copy per retrain seed from the same pruned weights (one fused job)."""
     input:
-        f"{CELL}/pruned.pt",
+        unpack(with_artifacts(f"{CELL}/pruned.pt")),
     output:
         copies=f"{COPIES}/retrained.pt",
         log=f"{COPIES}/retrain_log.csv",

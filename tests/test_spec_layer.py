@@ -40,14 +40,15 @@ def test_refusing_an_import_is_seen(tmp_path):
 
 def test_every_reference_figure_and_case_study_plans_without_torch(tmp_path):
     targets = reference_targets()
-    assert len(targets) == 14, targets  # 8 figures + 6 case studies in config.yaml
+    assert len(targets) == 15, targets  # 9 figures (Figure 14: translation) + 6 case studies in config.yaml
     r = plan_without(tmp_path, *targets)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     counts = job_counts(r.stdout)
     assert counts["paper_figure"] + counts.get("case_study", 0) == len(targets)
 
 
-@pytest.mark.parametrize("preset", ["demo.yaml", "demo_case_studies.yaml", "adaptive_demo.yaml", "own_model.yaml"])
+@pytest.mark.parametrize("preset", ["demo.yaml", "demo_case_studies.yaml", "adaptive_demo.yaml", "own_model.yaml",
+                                    "translation_demo.yaml"])
 def test_presets_plan_without_torch(tmp_path, preset):
     if preset == "own_model.yaml":  # its factory file is relative to the working directory
         import shutil

@@ -605,7 +605,7 @@ def measure(study, state: dict, logs: list[str], landscapes: list[str], lmc_marg
     out = {}
     for s in summary.to_dict("records"):
         values = {k: (float(s[k]) if k != "regime" else str(s[k])) for k in ("regime", "lmc", "cka", "cka_logit",
-                                                                             "test_error", "lmc_lo", "lmc_hi",
+                                                                             "test_error", "bleu", "lmc_lo", "lmc_hi",
                                                                              "cka_lo", "cka_hi")}
         values["near"] = unsettled_near(study.regimes, values, lmc_margin, cka_margin)
         out[(float(s["temperature"]), float(s["load"]))] = values
@@ -652,11 +652,12 @@ def cell_table(state: dict, study_name: str = "", temperature_axis: str = "", lo
             if r is not None:
                 rows.append({**base, "computed": True, "regime": r["regime"], "round": int(r["round"]),
                              "reason": r["reason"], "outlier": (i, j) in p.outliers, "near": ",".join(r.get("near", ())),
-                             **{k: float(r.get(k, math.nan)) for k in ("lmc", "cka", "cka_logit", "test_error")}})
+                             **{k: float(r.get(k, math.nan)) for k in ("lmc", "cka", "cka_logit", "test_error",
+                                                                               "bleu")}})
             else:
                 rule = p.inferred_from.get((i, j))
                 rows.append({**base, "computed": False, "regime": p.labels.get((i, j), "undetermined"), "round": -1,
                              "reason": f"inferred from {in_values(rule, temps, lds)}" if rule else "undetermined",
                              "outlier": False, "near": "", "lmc": math.nan, "cka": math.nan, "cka_logit": math.nan,
-                             "test_error": math.nan})
+                             "test_error": math.nan, "bleu": math.nan})
     return pd.DataFrame(rows)

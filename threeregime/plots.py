@@ -31,6 +31,7 @@ from .atomic import save_bytes  # noqa: E402
 
 PNG_DPI = 200
 from .regimes import MISSING, NAMES as REGIMES, Regimes  # noqa: E402
+from .spec.task import DEFAULT_TASK, TASKS, Metric  # noqa: E402
 # Edge kinds returned by regime_edges
 EDGE_I = "I|II"        # Regime I against Regime II (A or B): the LMC transition
 EDGE_II = "IIA|IIB"    # Regime II-A against II-B: the CKA transition
@@ -62,6 +63,7 @@ class AxisStyle:
 
 EPOCHS = AxisStyle("Temperature (training epochs)", _g, "low")
 DENSITY = AxisStyle("Load (density, %)", lambda v: f"{v * 100:g}")
+TEST_ERROR = TASKS[DEFAULT_TASK].quality  # the quality metric of image studies
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +228,7 @@ def cell_grids(summary: pd.DataFrame, hotter: str, regimes: Regimes | None = Non
     loads = sorted({float(v) for v in summary["load"]})
     df = summary.assign(temperature=summary["temperature"].astype(float), load=summary["load"].astype(float))
     values = {}
-    for col in ("test_error", "lmc", "cka"):
+    for col in ("test_error", "bleu", "lmc", "cka"):
         if col in df:
             p = df.pivot_table(index="temperature", columns="load", values=col, aggfunc="mean", dropna=False)
             values[col] = p.reindex(index=temps, columns=loads).to_numpy(dtype=float)
@@ -415,8 +417,13 @@ def _norm(z: np.ndarray, lo: float | None = None, hi: float | None = None) -> No
 
 def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: Regimes,
                   temperature: AxisStyle = EPOCHS, load: AxisStyle = DENSITY, title: str = "",
-                  running: Iterable[tuple[float, float]] = (), missing_label: str = "missing") -> None:
+                  running: Iterable[tuple[float, float]] = (), missing_label: str = "missing",
+                  quality: Metric = TEST_ERROR) -> None:
     """The four panels of Figure 2 on the study's (temperature x load) grid, as PDF and PNG.
+
+    quality: the task's quality metric (threeregime.spec.task: test error, or BLEU for
+    translation) drawn in panels (a) and (b); (b) is its distance from the best cell of each
+    load column (0 = the best temperature for that load, whichever way the metric is better).
 
     summary: one row per cell with columns temperature, load, test_error (fraction), lmc, cka and
     regime ("I", "II-A", "II-B", "missing"; computed from lmc/cka and the thresholds when absent).
@@ -429,10 +436,17 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     at = {(t, l): (r, c) for r, t in enumerate(grids.temperatures) for c, l in enumerate(grids.loads)}
     running_cells = frozenset(at[(float(t), float(l))] for t, l in running if (float(t), float(l)) in at)
     ny, nx = len(grids.temperatures), len(grids.loads)
-    test = grids.values["test_error"] * 100
+    test = grids.values[quality.column] * quality.scale
     with np.errstate(all="ignore"):
-        col_min = np.array([np.nanmin(col) if np.isfinite(col).any() else np.nan for col in test.T])
-    normalized = test - col_min[None, :]
+        best = np.nanmax if quality.higher_is_better else np.nanmin
+        col_best = np.array([best(col) if np.isfinite(col).any() else np.nan for col in test.T])
+    normalized = (col_best[None, :] - test) if quality.higher_is_better else (test - col_best[None, :])
+    # the metric's own colour map: dark is bad (high error, low BLEU)
+    cmap = "viridis" if quality.higher_is_better else "viridis_r"
+    unit = f" ({quality.unit})" if quality.unit else ""
+    name = quality.label.split(" (")[0]
+    normalized_label = (f"{name} below the column's best{unit}" if quality.higher_is_better
+                        else f"Normalized {name[0].lower() + name[1:]}{unit}")
     lmc, cka = grids.values["lmc"], grids.values["cka"]
 
     annotate = ny * nx <= ANNOTATE_MAX_CELLS
@@ -446,11 +460,11 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     unsettled = frozenset(zip(*map(lambda a: a.tolist(), np.nonzero(~grids.settled))))
     label_cells = {rc: name for name, rc, _ in regime_regions(grids.regimes) if name in REGIMES}
     panels = [
-        ("(a) Test error", "Test error (%)", test, "viridis_r", _norm(test), ".1f", ()),
-        ("(b) Normalized test error", "Normalized test error (%)", normalized, "viridis_r",
-         _norm(normalized, lo=0.0), ".1f", ()),
+        (f"(a) {name}", quality.label, test, cmap, _norm(test), ".1f", ()),
+        (f"(b) Normalized {name[0].lower() + name[1:] if not name.isupper() else name}", normalized_label,
+         normalized, "viridis_r", _norm(normalized, lo=0.0), ".1f", ()),
         # dark = negative LMC (a barrier: Regime I), white = connected
-        ("(c) LMC", "LMC (train error)", lmc, "Blues_r", _norm(lmc, lo=min(lmc_epsilon, 0.0) * 2, hi=0.0), ".2f",
+        ("(c) LMC", f"LMC ({'token' if quality.column == 'bleu' else 'train'} error)", lmc, "Blues_r", _norm(lmc, lo=min(lmc_epsilon, 0.0) * 2, hi=0.0), ".2f",
          (lmc_epsilon,)),
         # dark = dissimilar outputs
         ("(d) CKA similarity", "CKA similarity", cka, "magma", _norm(cka, hi=None), ".2f", (cka_threshold,)),
@@ -552,6 +566,73 @@ def optimizer_lines(df: pd.DataFrame, pdf_path: str, png_path: str, title: str =
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside lower center", ncol=max(1, len(labels)), frameon=False,
                fontsize=9, title="dense optimizer → retrain optimizer", title_fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    _save(fig, pdf_path, png_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 14: the quality metric against the temperature, one line per load
+
+def quality_lines(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: Regimes,
+                  quality: Metric = TEST_ERROR, temperature: AxisStyle = EPOCHS, load: AxisStyle = DENSITY,
+                  title: str = "") -> None:
+    """Figure 14 as the paper draws it: the quality metric (BLEU for translation) after retraining
+    against the temperature (training epochs, hotter to the left as in the paper's x axis of
+    epochs 1..10), one line per load (density), the mean over dense seeds and retrained copies;
+    beside it the study's LMC and CKA panels with the regime boundaries (the phase diagram's
+    (c) and (d)).
+
+    summary: cells.parquet (temperature, load, the metric's column, lmc, cka, regime).
+    """
+    grids = cell_grids(summary, temperature.hotter, regimes)
+    d = summary.assign(temperature=summary["temperature"].astype(float), load=summary["load"].astype(float),
+                       value=summary[quality.column].astype(float) * quality.scale)
+    loads = sorted(d["load"].unique())
+    ny, nx = len(grids.temperatures), len(grids.loads)
+    panel_w = float(np.clip(0.6 * nx, 3.0, 5.6))
+    panel_h = float(np.clip(0.55 * ny, 3.0, 6.5))
+    fig, axes = plt.subplots(1, 3, figsize=(5.6 + 2 * (panel_w + 1.9), panel_h + 1.9), layout="constrained",
+                             gridspec_kw={"width_ratios": [5.6, panel_w + 1.9, panel_w + 1.9]})
+    ax = axes[0]
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(1, len(loads))))
+    markers = "osD^v<>ph*"
+    for i, lv in enumerate(loads):
+        s = d[d["load"] == lv].groupby("temperature")["value"].mean().sort_index()
+        ax.plot(s.index, s.values, marker=markers[i % len(markers)], color=colours[i], linewidth=1.6, markersize=5,
+                label=(f"{load.tick(lv)}%" if load is DENSITY else load.tick(lv)))
+    temps = sorted(d["temperature"].unique())
+    ax.set_xticks(temps, [temperature.tick(t) for t in temps])
+    ax.set_xlabel(temperature.label)
+    ax.set_ylabel(quality.label)
+    ax.set_title(f"(a) {quality.label.split(' (')[0]} after retraining")
+    ax.grid(True, alpha=0.35)
+    ax.legend(title=load.label.replace("Load (", "").rstrip(")").capitalize() if load is DENSITY else load.label,
+              fontsize=8, title_fontsize=8, ncol=2 if len(loads) > 4 else 1)
+    lmc, cka = grids.values["lmc"], grids.values["cka"]
+    annotate = ny * nx <= ANNOTATE_MAX_CELLS
+    cell_in = min(panel_w / nx, panel_h / ny)
+    fontsize = float(np.clip(16 * cell_in, 6.0, 10.0))
+    sure, unsure = split_edges(regime_edges(grids.regimes), grids.settled)
+    edges, unsure_edges = edge_paths(sure), edge_paths(unsure)
+    unsettled = frozenset(zip(*map(lambda a: a.tolist(), np.nonzero(~grids.settled))))
+    label_cells = {rc: name for name, rc, _ in regime_regions(grids.regimes) if name in REGIMES}
+    for ax, (name, clabel, z, cmap, norm, fmt, lines) in zip(axes[1:], [
+            ("(b) LMC", f"LMC ({'token' if quality.column == 'bleu' else 'train'} error)", lmc, "Blues_r",
+             _norm(lmc, lo=min(regimes.lmc_epsilon, 0.0) * 2, hi=0.0), ".2f", (regimes.lmc_epsilon,)),
+            ("(c) CKA similarity", "CKA similarity", cka, "magma", _norm(cka), ".2f", (regimes.cka_threshold,))]):
+        lines = [v for v in lines if norm.vmin <= v <= norm.vmax]
+        _panel(ax, fig, z, grids, name, clabel, cmap, norm, fmt, temperature, load, annotate, fontsize, label_cells,
+               edges, lines, frozenset(), unsure_edges, unsettled)
+    handles = [edge_handle(EDGE_I), edge_handle(EDGE_II)]
+    labels = [f"Regime I | II boundary (LMC = {regimes.lmc_epsilon:g})",
+              f"Regime II-A | II-B boundary (CKA = {regimes.cka_threshold:g})"]
+    if unsettled:
+        handles.append(unsettled_handle())
+        labels.append(f"unsettled: its {regimes.confidence * 100:g} % interval crosses a boundary")
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
+               handlelength=3.5,
+               handler_map={tuple: HandlerTuple(ndivide=1, pad=0)})
     if title:
         fig.suptitle(title, fontsize=12)
     _save(fig, pdf_path, png_path)

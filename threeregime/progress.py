@@ -153,7 +153,8 @@ def partial_summary(progress: StudyProgress, workdir: str | os.PathLike = "."):
         rows += cell_rows(cell_key(s, t, l, cell), str(wd / files["log"]), str(wd / files["landscape"]))
     done = summarize(pd.DataFrame(rows), s.regimes) if rows else pd.DataFrame()
     have = set(zip(done.get("temperature", []), done.get("load", [])))
-    blank = [{"temperature": float(t), "load": float(l), "test_error": np.nan, "lmc": np.nan, "cka": np.nan,
+    blank = [{"temperature": float(t), "load": float(l), "test_error": np.nan, "bleu": np.nan, "lmc": np.nan,
+              "cka": np.nan,
               "regime": "missing"} for t in s.temperatures for l in s.loads if (float(t), float(l)) not in have]
     return pd.concat([done, pd.DataFrame(blank)], ignore_index=True)
 
@@ -173,7 +174,7 @@ def draw(progress: StudyProgress, out_dir: str | os.PathLike, workdir: str | os.
     pdf, png = (str(Path(out_dir) / f"{s.name}.{ext}") for ext in ("pdf", "png"))
     phase_diagram(summary, pdf, png, s.regimes,
                   temperature=axis_style(s.temperature), load=axis_style(s.load), title=title, running=running,
-                  missing_label="not computed yet")
+                  missing_label="not computed yet", quality=s.entry.quality)
     return png
 
 

@@ -46,13 +46,17 @@ TABLE: list[Column] = _IDENTITY + [
     Column("kind", "str", "all", "`copy` (one retrained copy) or `pair` (two copies of one cell)"),
     Column("retrain_seed", "Int64", "copy", "seed of the retrained copy"),
     Column("diverged", "boolean", "copy", "retraining diverged (`on_divergence: record`); metrics are NaN"),
-    Column("test_error", "float64", "copy", "test error, mean of the last 5 epochs (fraction)"),
+    Column("test_error", "float64", "copy", "test error, mean of the last 5 epochs (fraction; translation: the "
+           "validation token error, teacher-forced)"),
     Column("final_test_error", "float64", "copy", "test error after the last epoch (fraction)"),
     Column("final_train_error", "float64", "copy", "training error of the last epoch (fraction)"),
     Column("final_train_loss", "float64", "copy", "training loss of the last epoch"),
     Column("epochs", "Int64", "copy", "retraining epochs run"),
+    Column("bleu", "float64", "copy", "translation: BLEU of the copy on the validation set after its last epoch "
+           "(sacrebleu, the study's `retrain.decode`); NaN for image studies"),
     Column("pair", "str", "pair", "the pair's retrain seeds, e.g. `1-2`"),
-    Column("lmc", "float64", "pair", "linear mode connectivity (train error; < ε is a barrier)"),
+    Column("lmc", "float64", "pair", "linear mode connectivity (train error, translation: token error; < ε is a "
+           "barrier)"),
     Column("cka", "float64", "pair", "linear CKA of the two copies' softmax outputs"),
     Column("cka_logit", "float64", "pair", "linear CKA of their logits"),
 ]
@@ -60,6 +64,8 @@ TABLE: list[Column] = _IDENTITY + [
 CELLS: list[Column] = _IDENTITY + [
     Column("test_error", "float64", "all", "mean test error over dense seeds and retrained copies (fraction)"),
     Column("n_copies", "int64", "all", "retrained copies averaged"),
+    Column("bleu", "float64", "all", "translation: mean BLEU over dense seeds and retrained copies; NaN for image "
+           "studies"),
     Column("lmc", "float64", "all", "mean LMC over dense seeds and pairs"),
     Column("cka", "float64", "all", "mean softmax CKA over dense seeds and pairs"),
     Column("cka_logit", "float64", "all", "mean logit CKA over dense seeds and pairs"),
@@ -109,7 +115,8 @@ def conform(df: pd.DataFrame, columns: list[Column], what: str) -> pd.DataFrame:
                          f"(README's results schema is generated from it)")
     out = {}
     for col in columns:
-        values = df[col.name] if col.name in df else pd.Series([pd.NA] * len(df), index=df.index, dtype=object)
+        missing = np.nan if col.dtype == "float64" else pd.NA  # e.g. bleu of an image study's table
+        values = df[col.name] if col.name in df else pd.Series([missing] * len(df), index=df.index, dtype=object)
         if col.dtype == "boolean":
             values = values.astype(object).where(values.notna(), None)
         try:

@@ -25,11 +25,12 @@ from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec, factory_source
 from .spec.prune import DEFAULT_LAYERS, METHODS, PruneSpec
+from .spec.task import DEFAULT_TASK, TASK_SECTIONS, Task, located, task_named, task_of_data_name
 from .spec.train import TrainSpec
 
 SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
 TRAIN_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "rho", "batch_size", "epochs", "iterations",
-              "milestones", "gamma")
+              "milestones", "gamma", "schedule", "warmup", "label_smoothing")
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]*"
 
 
@@ -241,8 +242,14 @@ class Study:
     dense_seeds: tuple[int, ...]
     base: CellSpec
     regimes: Regimes = field(default_factory=Regimes)
-    data: DataSpec = field(default_factory=DataSpec)   # with root and download, for the jobs
+    data: DataSpec = field(default_factory=DataSpec)   # with root and download, for the jobs (CorpusSpec: translation)
     settle_batches: tuple = ()  # retrain seed batches the settle option may add (threeregime/settle.py)
+    task: str = DEFAULT_TASK    # a key of threeregime.spec.task.TASKS
+
+    @property
+    def entry(self) -> Task:
+        """The study's task entry (data, jobs, metrics: threeregime.spec.task)."""
+        return task_named(self.task, f"studies.{self.name}.task")
 
     def cell(self, temperature, load, seed) -> CellSpec:
         c = self.load.apply(self.temperature.apply(replace(self.base, seed=int(seed)), temperature), load)
@@ -279,10 +286,10 @@ def axis_style(axis: Axis):
 def train_spec(section: dict, key: str) -> TrainSpec:
     try:
         kw = {k: section[k] for k in TRAIN_KEYS if k in section}
-        for k in ("batch_size", "epochs", "iterations"):
+        for k in ("batch_size", "epochs", "iterations", "warmup"):
             if k in kw:
                 kw[k] = whole(kw[k], f"{key}.{k}")
-        for k in ("lr", "momentum", "weight_decay", "rho", "gamma"):  # 0 and 0.0 must make one key
+        for k in ("lr", "momentum", "weight_decay", "rho", "gamma", "label_smoothing"):  # 0 and 0.0: one key
             if k in kw:
                 if isinstance(kw[k], str):
                     raise ConfigError(f"{key}.{k}: {kw[k]!r} is not a number{number_hint(kw[k])}")
@@ -292,7 +299,9 @@ def train_spec(section: dict, key: str) -> TrainSpec:
         return TrainSpec(**kw)
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
-            raise
+            if str(e).startswith(key):
+                raise
+            raise ConfigError(f"{key}.{e}") from None  # TrainSpec's own checks name the field first
         raise ConfigError(f"{key}: {e}") from None
 
 
@@ -319,10 +328,10 @@ def model_spec(model: dict) -> ModelSpec:
         raise ConfigError(str(e)) from None
 
 
-def prune_spec(prune: dict, where: str) -> PruneSpec:
+def prune_spec(prune: dict, where: str, default_layers: tuple = DEFAULT_LAYERS) -> PruneSpec:
     try:
         return PruneSpec(prune.get("method", "uniform"), float(prune.get("density", 0.05)),
-                         tuple(prune.get("layers", DEFAULT_LAYERS)), tuple(prune.get("exclude", ())))
+                         tuple(prune.get("layers", default_layers)), tuple(prune.get("exclude", ())))
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -334,10 +343,29 @@ def regimes_spec(section: dict, where: str) -> Regimes:
         raise ConfigError(f"{where}.{e}") from None
 
 
+def study_task(config: dict, name: str) -> Task:
+    """The task entry of study `name` (`task:`, default image_classification)."""
+    return task_named(config["studies"][name].get("task", DEFAULT_TASK), f"studies.{name}.task")
+
+
 def study_sections(config: dict, name: str) -> dict:
-    """A study's sections (data, model, train, ...): the shared defaults merged with its overrides."""
+    """A study's sections (data, model, train, ...): the shared defaults merged with its overrides.
+    A task with its own defaults (threeregime.spec.task: translation) starts its data, model,
+    train, retrain and prune sections from those instead (`defaults` describe image studies)."""
     raw = config["studies"][name]
-    return deep_merge(config.get("defaults", {}), {k: v for k, v in raw.items() if k in SECTIONS})
+    base = config.get("defaults", {})
+    task = study_task(config, name)
+    if task.defaults is not None:
+        base = deep_merge({k: v for k, v in base.items() if k not in TASK_SECTIONS}, task.defaults)
+    return deep_merge(base, {k: v for k, v in raw.items() if k in SECTIONS})
+
+
+def located_data_spec(task: Task, data: dict, where: str = "data"):
+    """A study's merged data section as the spec its jobs load (DataSpec, CorpusSpec), by its task."""
+    from .spec.common import resolve
+
+    return resolve(task.data_spec)(data) if task.data_spec == "threeregime.study:data_spec" \
+        else resolve(task.data_spec)(data, where)
 
 
 def data_locations(config: dict) -> dict[str, DataSpec]:
@@ -349,13 +377,14 @@ def data_locations(config: dict) -> dict[str, DataSpec]:
     for name in config.get("studies", {}):
         raw = config["studies"][name]
         try:
+            task = study_task(config, name)
             data = study_sections(config, name)["data"]
             changes = []  # an axis over a data key: one data set per value (per pair of values)
             for kind in ("temperature", "load"):
                 path = str((raw.get(kind) or {}).get("axis", ""))
                 changes.append([{path[len("data."):]: v} for v in raw[kind]["values"]]
                                if path.startswith("data.") else [{}])
-            specs = [data_spec({**data, **a, **b}) for a in changes[0] for b in changes[1]]
+            specs = [located_data_spec(task, {**data, **a, **b}) for a in changes[0] for b in changes[1]]
         except (ConfigError, KeyError, TypeError, ValueError):
             continue  # a broken study: it makes no artifact
         for spec in specs:
@@ -396,19 +425,27 @@ def resolve_study(config: dict, name: str) -> Study:
         axes[kind] = (axis, tuple(values))
 
     train = sec["train"]
+    task = study_task(config, name)
+    _check_task_sections(task, sec, where)
     try:
-        data = data_spec(sec["data"])
+        data = located_data_spec(task, sec["data"])
     except ConfigError as e:
         raise ConfigError(f"{where}.{e}") from None
     if data.name == IMAGEFOLDER:  # its layout is checked now, by listing the folders
         check_image_folder(data.root, f"{where}.data.root")
-    run = DenseRun(data.identity, model_spec(sec["model"]), train_spec(train, f"{where}.train"),
+    try:
+        model = model_spec(sec["model"])
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e}" if str(e).startswith("model.") else f"{where}.model: {e}") from None
+    run = DenseRun(data.identity, model, train_spec(train, f"{where}.train"),
                    whole(train.get("checkpoint_every", 10), f"{where}.train.checkpoint_every"))
     _check_schedule(run, where)
     seeds = sec["seeds"]
+    decode = task.check_decode(sec["retrain"].get("decode"), f"{where}.retrain.decode")
     retrain = RetrainSpec(train_spec(sec["retrain"], f"{where}.retrain"),
-                          tuple(sorted(whole(s, f"{where}.seeds.retrain") for s in seeds["retrain"])))
-    prune = prune_spec(sec["prune"], f"{where}.prune")
+                          tuple(sorted(whole(s, f"{where}.seeds.retrain") for s in seeds["retrain"])),
+                          "" if decode == task.default_decode else decode)
+    prune = prune_spec(sec["prune"], f"{where}.prune", task.prune_layers)
     try:
         land = LandscapeSpec(**sec["landscape"])
     except (ValueError, TypeError) as e:
@@ -416,13 +453,36 @@ def resolve_study(config: dict, name: str) -> Study:
     base = CellSpec(run, 0, run.final(), prune, retrain, land)
     study = Study(name, axes["temperature"][0], axes["temperature"][1], axes["load"][0], axes["load"][1],
                   tuple(whole(s, f"{where}.seeds.dense") for s in seeds["dense"]), base,
-                  regimes_spec(sec.get("regimes"), where), data)
+                  regimes_spec(sec.get("regimes"), where), data, task=task.name)
     if raw.get("settle") is not None:
         from .settle import batches
 
         study = replace(study, settle_batches=batches(raw["settle"], retrain.seeds, where))
     _check_study(study, where)
     return study
+
+
+def _check_task_sections(task: Task, sec: dict, where: str) -> None:
+    """Keys of another task refused with the key and the task named (crop_padding on a
+    translation study, vocab_size on an image study), and an architecture the task cannot train."""
+    from .spec.task import wrong_task_keys
+
+    wrong_task_keys(task, "data", sec.get("data", {}), where)
+    owner = task_of_data_name(str(sec.get("data", {}).get("name", "")))
+    if owner.data_names and owner is not task:
+        raise ConfigError(f"{where}.data.name: {sec['data']['name']!r} is {owner.name} data; set the study's "
+                          f"task: {owner.name}, or name a data set of task {task.name}")
+    for section in ("train", "retrain"):
+        wrong_task_keys(task, section, sec.get(section, {}), where)
+    if "decode" in sec.get("train", {}):
+        raise ConfigError(f"{where}.train.decode: decode is read from retrain (how the retrained copies' BLEU "
+                          f"is decoded); move it to retrain.decode")
+    model = sec.get("model", {})
+    arch = "factory" if model.get("factory") else model.get("arch", "preresnet")
+    if arch not in task.architectures:
+        raise ConfigError(f"{where}.model.arch: {arch!r} is not a network of task {task.name}; allowed: "
+                          f"{list(task.architectures)}" + (" (model.factory builds image classifiers)"
+                                                            if arch == "factory" else ""))
 
 
 def _check_schedule(run: DenseRun, where: str) -> None:
@@ -563,7 +623,7 @@ class Index:
                     ix.retrains[extra.key] = extra
                 ix.landscapes[c.landscape.key] = c.landscape
                 ix.prunes[c.prune.key] = c.prune
-                ix.data.setdefault(c.run.data.key(), s.data.located(c.run.data))
+                ix.data.setdefault(c.run.data.key(), located(s.data, c.run.data))
         return ix
 
     def run(self, key: str) -> DenseRun:
@@ -595,8 +655,16 @@ def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> 
     """Checks that need the data set (run when the workflow starts, not on a dry run)."""
     from .data import training_set_size
 
+    from .datacheck import corpus_problem
+    from .spec.data import DataError
+
     sizes = {}  # by DataIdentity key: data.train_fraction makes another training set
     for spec in data_specs:
+        if not isinstance(spec, DataSpec):  # a translation corpus: there, or to be downloaded
+            problem = corpus_problem(spec)
+            if problem:
+                raise DataError(problem)
+            continue
         sizes[spec.identity.key()] = training_set_size(spec)
     for what, (key, bs) in batch_sizes.items():
         if key in sizes and bs > sizes[key]:

@@ -40,10 +40,13 @@ def cell_rows(cell: dict, log_csv: str, landscape_json: str) -> list[dict]:
         h = h.sort_values("epoch")
         last = h.iloc[-1]
         diverged = bool(land.get("diverged"))
+        # translation logs carry BLEU (NaN but at the job's last epoch: decoding is costly)
+        scored = h["bleu"].dropna() if "bleu" in h else h.iloc[:0]
+        bleu = np.nan if diverged or scored.empty else float(scored.iloc[-1])
         rows.append({**base, "kind": "copy", "retrain_seed": int(seed), "diverged": diverged,
                      "test_error": np.nan if diverged else float(h["test_error"].tail(LAST_EPOCHS).mean()),
                      "final_test_error": float(last["test_error"]), "final_train_error": float(last["train_error"]),
-                     "final_train_loss": float(last["train_loss"]), "epochs": int(last["epoch"])})
+                     "final_train_loss": float(last["train_loss"]), "epochs": int(last["epoch"]), "bleu": bleu})
     for p in land["pairs"]:
         rows.append({**base, "kind": "pair", "pair": f"{p['seed_a']}-{p['seed_b']}", "lmc": p["lmc"],
                      "cka": p["cka"], "cka_logit": p["cka_logit"]})
@@ -54,9 +57,12 @@ def summarize(table: pd.DataFrame, regimes: Regimes) -> pd.DataFrame:
     """One row per (temperature, load): means over dense seeds, retrain seeds and pairs, its regime,
     and how sure that regime is (threeregime.uncertainty: spreads, intervals, settled, candidates)."""
     keys = GRID_KEYS
+    if "bleu" not in table:  # rows read by an older cell_rows, or built by hand: no BLEU
+        table = table.assign(bleu=np.nan)
     # skipna=False: a diverged copy makes its cell missing rather than silently better
     copies = table[table.kind == "copy"].groupby(keys).agg(
-        test_error=("test_error", lambda s: s.mean(skipna=False)), n_copies=("test_error", "size"))
+        test_error=("test_error", lambda s: s.mean(skipna=False)), n_copies=("test_error", "size"),
+        bleu=("bleu", lambda s: s.mean(skipna=False)))
     nanmean = lambda s: s.mean(skipna=False)  # noqa: E731
     pairs = table[table.kind == "pair"].groupby(keys).agg(
         lmc=("lmc", nanmean), cka=("cka", nanmean), cka_logit=("cka_logit", nanmean), n_pairs=("lmc", "size"),

@@ -15,5 +15,6 @@ from threeregime.study import axis_style, resolve_study  # noqa: E402
 smk = snakemake  # noqa: F821
 draw = adaptive_diagram if smk.rule == "adaptive_diagram" else phase_diagram
 study = resolve_study(smk.config, smk.wildcards.study)
+extra = {} if smk.rule == "adaptive_diagram" else {"quality": study.entry.quality}  # test error, BLEU
 draw(pd.read_parquet(smk.input[0]), smk.output.pdf, smk.output.png, Regimes.from_dict(smk.params.regimes),
-     temperature=axis_style(study.temperature), load=axis_style(study.load), title=study.name)
+     temperature=axis_style(study.temperature), load=axis_style(study.load), title=study.name, **extra)

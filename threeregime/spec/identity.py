@@ -21,6 +21,7 @@ from functools import cached_property
 
 from .common import digest, fmt
 from .data import DataIdentity
+from .task import identity_from_dict
 from .landscape import LandscapeSpec
 from .model import ModelSpec
 from .prune import PruneSpec
@@ -44,7 +45,7 @@ class DenseRun:
     """One dense training run per seed; its checkpoints are its temperatures. `model` has no
     data shape (in_channels, num_classes): the job takes it from the data set (ModelSpec.for_data)."""
 
-    data: DataIdentity
+    data: DataIdentity  # or a CorpusIdentity (translation): threeregime.spec.task
     model: ModelSpec
     train: TrainSpec
     checkpoint_every: int = 10  # epochs per segment (epoch schedules); each segment is one job
@@ -55,7 +56,8 @@ class DenseRun:
 
     @staticmethod
     def from_dict(d: dict) -> "DenseRun":
-        return DenseRun(DataIdentity(**d["data"]), ModelSpec.from_identity(d["model"]),
+        # the task owning the data's name rebuilds its identity (DataIdentity, CorpusIdentity)
+        return DenseRun(identity_from_dict(d["data"]), ModelSpec.from_identity(d["model"]),
                         TrainSpec.from_dict(d["train"]), d["checkpoint_every"])
 
     @cached_property  # a hash of all hyperparameters: computed once per (frozen) instance
@@ -92,17 +94,24 @@ class DenseRun:
 
 @dataclass(frozen=True)
 class RetrainSpec:
-    """The retraining of a cell's copies: one copy per seed, all from the same pruned weights."""
+    """The retraining of a cell's copies: one copy per seed, all from the same pruned weights.
+    `decode` is how a translation study's copies are evaluated (BLEU of the validation set
+    decoded by beam search, "beam<k>"); "" means the task's default (greedy for translation;
+    image tasks do not decode), so only another decode is part of the key."""
 
     train: TrainSpec
     seeds: tuple[int, ...] = (1, 2, 3)
+    decode: str = ""
 
     def as_dict(self) -> dict:
-        return {"train": self.train.as_dict(), "seeds": list(self.seeds)}
+        d = {"train": self.train.as_dict(), "seeds": list(self.seeds)}
+        if self.decode:
+            d["decode"] = self.decode
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> "RetrainSpec":
-        return RetrainSpec(TrainSpec.from_dict(d["train"]), tuple(int(s) for s in d["seeds"]))
+        return RetrainSpec(TrainSpec.from_dict(d["train"]), tuple(int(s) for s in d["seeds"]), d.get("decode", ""))
 
     @cached_property  # a hash of all hyperparameters: computed once per (frozen) instance
     def key(self) -> str:
