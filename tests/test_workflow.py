@@ -153,16 +153,17 @@ def test_tiny_grid_end_to_end(tiny_grid):
     moved = tiny({"data": {"root": str(tmp_path / "elsewhere"), "download": True}},
                  engine={"device": "cpu", "eval_batch_size": 128, "threads": 2, "compile": True})
     assert "Nothing to be done" in smk("-n", "-d", str(tmp_path), "--configfile", write_config(tmp_path, moved)).stdout
-    # The parameters Snakemake recorded for each cell artifact are those an earlier version
-    # recorded for the same files (tests/data/recorded_params_tiny.json, from 6603601): a
+    # The parameters and inputs Snakemake recorded for each cell artifact are those an earlier
+    # version recorded for the same files (tests/data/recorded_jobs_tiny.json, from 6603601): a
     # changed record reruns that job and everything after it in every user's finished grid.
-    recorded = json.loads((ROOT / "tests" / "data" / "recorded_params_tiny.json").read_text())
+    recorded = json.loads((ROOT / "tests" / "data" / "recorded_jobs_tiny.json").read_text())
     now = {base64.urlsafe_b64decode(r.name).decode(): json.loads(r.read_text())
            for r in (tmp_path / ".snakemake" / "metadata").iterdir()}
     cell_rules = {"train_dense", "prune", "retrain_cell", "landscape_metrics"}
     earlier = {path: r for path, r in recorded.items() if r["rule"] in cell_rules}
     assert len(earlier) == 18  # 2 dense checkpoints; 4 cells: pruned, retrained, log, landscape
-    assert {path: {"rule": now[path]["rule"], "params": now[path]["params"]} for path in earlier} == earlier
+    assert {path: {"rule": now[path]["rule"], "params": now[path]["params"], "input": sorted(now[path]["input"])}
+            for path in earlier} == earlier
     # an update of the workflow (a checkout touches every script and rule file) redoes nothing
     # (profiles/default/config.yaml leaves out Snakemake's code trigger)
     for code in [ROOT / "Snakefile", *(ROOT / "rules").glob("*.smk"), *(ROOT / "workflow_scripts").glob("*.py")]:
