@@ -109,9 +109,15 @@ def test_registry_names_match_the_config_schema(repo_root):
     import yaml
 
     schema = yaml.safe_load((repo_root / "schemas" / "config.schema.yaml").read_text())
-    # the pattern's alternatives: the registry's names, then the torchvision:<Class> family
-    *names, family = schema["$defs"]["data"]["properties"]["name"]["pattern"].strip("^()$").split("|")
-    assert sorted(names) == sorted(DATA_SETS) and family == "torchvision:[A-Za-z][A-Za-z0-9]*"
+    from threeregime.spec.task import TASKS
+
+    # the pattern's alternatives: the registry's image sets, the torchvision:<Class> family and
+    # the other tasks' data names (translation corpora)
+    alternatives = schema["$defs"]["data"]["properties"]["name"]["pattern"].strip("^()$").split("|")
+    family = "torchvision:[A-Za-z][A-Za-z0-9]*"
+    others = {name for task in TASKS.values() for name in task.data_names}
+    assert family in alternatives and others and others <= set(alternatives)
+    assert sorted(a for a in alternatives if a != family and a not in others) == sorted(DATA_SETS)
     with pytest.raises(DataError, match="unknown data set 'imagenet'"):
         load_dataset(DataSpec("imagenet"))
 
