@@ -25,7 +25,7 @@ from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec, factory_source
 from .spec.prune import DEFAULT_LAYERS, METHODS, PruneSpec
-from .spec.task import DEFAULT_TASK, TASK_SECTIONS, Task, located, task_named, task_of_data_name
+from .spec.task import DEFAULT_TASK, TASK_SECTIONS, Task, task_named, task_of_data_name
 from .spec.train import TrainSpec
 
 SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
@@ -623,7 +623,7 @@ class Index:
                     ix.retrains[extra.key] = extra
                 ix.landscapes[c.landscape.key] = c.landscape
                 ix.prunes[c.prune.key] = c.prune
-                ix.data.setdefault(c.run.data.key(), located(s.data, c.run.data))
+                ix.data.setdefault(c.run.data.key(), s.data.located(c.run.data))
         return ix
 
     def run(self, key: str) -> DenseRun:
@@ -655,7 +655,7 @@ def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> 
     """Checks that need the data set (run when the workflow starts, not on a dry run)."""
     from .data import training_set_size
 
-    from .datacheck import corpus_problem
+    from .spec.corpus import corpus_problem
     from .spec.data import DataError
 
     sizes = {}  # by DataIdentity key: data.train_fraction makes another training set

@@ -226,16 +226,7 @@ def corpus_spec(data: dict, where: str = "data"):
     if identity.name == "toy" and identity.train_pairs > identity.toy_train:
         raise ConfigError(f"data.train_pairs: {identity.train_pairs} is more than the {identity.toy_train} generated "
                           f"training pairs (data.toy_train): lower it, or 0 for all")
-    return CorpusSpec.located(identity, str(data.get("root", "data")), bool(data.get("download", False)))
-
-
-def located(spec, identity):
-    """The data `identity` where `spec` lives (a cell whose axis changes the data)."""
-    from .corpus import CorpusSpec
-
-    if isinstance(spec, CorpusSpec):
-        return CorpusSpec.located(identity, spec.root, spec.download)
-    return spec.located(identity)
+    return CorpusSpec(root=str(data.get("root", "data")), download=bool(data.get("download", False))).located(identity)
 
 
 def wrong_task_keys(task: Task, section: str, keys, where: str) -> None:
