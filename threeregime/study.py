@@ -505,6 +505,16 @@ def _check_study(study: Study, where: str) -> None:
     if len(study.base.retrain.seeds) < 2:
         raise ConfigError(f"{where}.seeds.retrain needs at least 2 seeds to form pairs, "
                           f"got {list(study.base.retrain.seeds)}")
+    allowed = study.entry.optimizers
+    if allowed:
+        if "sam_rho" in (study.temperature.name, study.load.name) and "sam" not in allowed:
+            raise ConfigError(f"{where}: the sam_rho axis trains with SAM (and SGD at ρ = 0); {study.task} studies "
+                              f"train with {' or '.join(allowed)} only: choose another axis")
+        for section, t in (("train", study.base.run.train), ("retrain", study.base.retrain.train)):
+            if t.optimizer not in allowed:
+                raise ConfigError(f"{where}.{section}.optimizer: {study.task} studies train with "
+                                  f"{' or '.join(allowed)} only, got {t.optimizer!r}: remove it or set "
+                                  f"{section}.optimizer: {allowed[0]}")
     optimizer = study.base.run.train.optimizer
     if study.temperature.name == "sam_rho" and optimizer not in ("sgd", "sam"):
         raise ConfigError(f"{where}.temperature.axis: sam_rho trains the dense models with SAM at ρ > 0 and with "

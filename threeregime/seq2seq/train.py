@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..checkpoints import CheckpointError, load_torch, save_torch
 from ..engine import Engine
 from ..spec.model import ModelSpec
+from ..spec.task import TASKS
 from ..spec.train import TrainSpec
 from ..training import DivergedError, clock
 from .bleu import corpus_bleu
@@ -49,7 +50,7 @@ from .vocab import PAD
 
 ADAM_BETAS = (0.9, 0.98)  # Vaswani et al. 2017, section 5.3
 ADAM_EPS = 1e-9
-OPTIMIZERS = ("adam",)
+OPTIMIZERS = TASKS["translation"].optimizers  # ("adam",): planning refuses the others
 
 
 def build_optimizer(params, hp: TrainSpec) -> torch.optim.Optimizer:

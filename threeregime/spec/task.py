@@ -14,6 +14,7 @@ it instead of assuming images:
   architectures the model.arch values it can train; prune_layers: what prune.layers defaults to
   jobs          the job functions the rules call ("module:function", imported where the job
                 runs), and extra artifacts its jobs read (the translation vocabulary)
+  optimizers    the train/retrain.optimizer values its training loop has (translation: Adam)
   metrics       the error LMC is measured on, the quality metric tables and figures report
                 (column, label, which way is better), what CKA compares, and how evaluation
                 decodes (the allowed and default `retrain.decode`)
@@ -88,6 +89,8 @@ class Task:
     defaults: dict | None = field(default=None, hash=False, compare=False)
     # --- train/retrain keys only this task takes (refused on other tasks)
     train_keys: tuple[str, ...] = ()
+    # --- the optimizers its training loop has (train/retrain.optimizer; () = every TrainSpec optimizer)
+    optimizers: tuple[str, ...] = ()
 
     def owns(self, data_name: str) -> bool:
         return data_name in self.data_names
@@ -171,6 +174,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
         decodes=r"greedy|beam([2-9]|[1-9][0-9]+)",
         default_decode="greedy",
         defaults=TRANSLATION_DEFAULTS,
+        optimizers=("adam",),
     ),
 )}
 
