@@ -359,8 +359,9 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
             raise ConfigError(f"{pw}.study: no study named {base!r}; studies: {sorted(all_studies)}")
         raw = _with_load(all_studies[base], p.get("load"))
         try:
-            t_axis = study_axis(raw["temperature"], "temperature", f"studies.{base}.temperature")
-            l_axis = study_axis(raw["load"], "load", f"studies.{base}.load")
+            task = task_named(raw.get("task", DEFAULT_TASK), f"studies.{base}.task")
+            t_axis = study_axis(raw["temperature"], "temperature", f"studies.{base}.temperature", task)
+            l_axis = study_axis(raw["load"], "load", f"studies.{base}.load", task)
         except ConfigError as e:
             raise ConfigError(f"{pw}: the base study {base!r} has an unknown axis ({e})") from None
         title = p.get("title") or f"T_{t_axis.name} × L_{l_axis.name}"

@@ -67,6 +67,9 @@ def _check(name: str, pair: str, train_pairs: int, subsample_seed: int, vocab_si
                               f"pairs) must be >= 1, got {toy_train}, {toy_valid}")
         if toy_seed < 0:
             raise ConfigError(f"data.toy_seed must be >= 0, got {toy_seed}")
+        if train_pairs > toy_train:
+            raise ConfigError(f"data.train_pairs: {train_pairs} is more than the {toy_train} generated training "
+                              f"pairs (data.toy_train): lower it, or 0 for all")
 
 
 _INTS = ("train_pairs", "subsample_seed", "vocab_size", "max_len", "toy_train", "toy_valid", "toy_seed")

@@ -227,9 +227,6 @@ def corpus_spec(data: dict, where: str = "data"):
         identity = CorpusIdentity(**kw)
     except TypeError as e:
         raise ConfigError(f"data: {e}") from None
-    if identity.name == "toy" and identity.train_pairs > identity.toy_train:
-        raise ConfigError(f"data.train_pairs: {identity.train_pairs} is more than the {identity.toy_train} generated "
-                          f"training pairs (data.toy_train): lower it, or 0 for all")
     return CorpusSpec(root=str(data.get("root", "data")), download=bool(data.get("download", False))).located(identity)
 
 
