@@ -184,10 +184,7 @@ def subsample(pairs: list, count: int, seed: int) -> list:
 def load_corpus(spec: CorpusSpec, log=print) -> ParallelCorpus:
     """The training subsample and the validation pairs of a corpus; an empty side is an error."""
     ident = spec.identity
-    if ident.name == "toy":
-        if ident.train_pairs > ident.toy_train:
-            raise DataError(f"data.train_pairs {ident.train_pairs} is more than the {ident.toy_train} generated "
-                            f"training pairs (data.toy_train): lower it, or 0 for all")
+    if ident.name == "toy":  # train_pairs <= toy_train: CorpusIdentity checks it
         train = subsample(toy_pairs(ident.toy_seed, "train", ident.toy_train), ident.train_pairs,
                           ident.subsample_seed)
         corpus = ParallelCorpus(train, toy_pairs(ident.toy_seed, "valid", ident.toy_valid), ident.source,

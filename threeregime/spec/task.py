@@ -214,12 +214,10 @@ def artifact_paths(task: Task, identity) -> dict[str, str]:
 
 def corpus_spec(data: dict, where: str = "data"):
     """A translation study's data section as a CorpusSpec (spec/corpus.py checks the values)."""
-    from .common import whole
     from .corpus import CorpusIdentity, CorpusSpec
 
-    ints = ("train_pairs", "subsample_seed", "vocab_size", "max_len", "toy_train", "toy_valid", "toy_seed")
-    kw = {k: whole(data[k], f"data.{k}") if k in ints else data[k]
-          for k in CORPUS_KEYS if k in data and k not in ("root", "download")}
+    # whole numbers and every bound are checked by CorpusIdentity, naming data.<key>
+    kw = {k: data[k] for k in CORPUS_KEYS if k in data and k not in ("root", "download")}
     if kw.get("name") == "wmt14" and "pair" not in kw:
         raise ConfigError("data.pair is missing: name the WMT14 language pair as source-target, e.g. pair: de-en "
                           "(German to English); WMT14 has cs-en, de-en, fr-en, hi-en, ru-en, either direction")
