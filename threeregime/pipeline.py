@@ -70,23 +70,37 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
     ds, data = device_data(data_spec, engine, augment=True)
     spec = run.model.for_data(ds.image_shape[-1], ds.num_classes)
     check_network(spec, ds.image_shape)
-    meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
-    stop = run.train.total_epochs(data.n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
-    if previous:
-        prev_name = os.path.basename(previous)[:-len(".pt")]
-        prev = load_torch(previous, expect={**meta, "ckpt": prev_name})
-        init, start_state = prev["state_dict"], prev["train_state"]
-    else:
-        torch.manual_seed(seed)
-        init, start_state = build_network(spec, 1).copy_state(0), None
+    meta, stop, init, start_state = segment_start(run, seed, ckpt, previous, data.n_train,
+                                                  lambda: build_network(spec, 1).copy_state(0))
     log(f"dense training seed {seed} to {ckpt} (from {previous or 'initialisation'}): {spec.key}, {run.train}, "
         f"{engine.describe()}")
     state: dict = {}
     states, history = train_copies(spec, [init], [seed], data, run.train, engine, resume_path=resume_path,
                                    resume_meta={**meta, "ckpt": ckpt, "run_spec": run.as_dict()},
                                    start_state=start_state, stop_epoch=stop, state_out=state, log=log)
+    save_segment(meta, ckpt, stop, spec, run, states[0], [asdict(h) for h in history], state, out_path, resume_path)
+
+
+def segment_start(run, seed: int, ckpt: str, previous: str | None, n_train: int, initial_state):
+    """A dense segment's (meta, last epoch, starting weights, training state or None): from
+    checkpoint `previous`, else `initial_state()` after seeding torch with the seed (the
+    initialisation is the seed's). Shared by the tasks' train_dense (the same file contract)."""
+    meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
+    stop = run.train.total_epochs(n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
+    if previous:
+        prev_name = os.path.basename(previous)[:-len(".pt")]
+        prev = load_torch(previous, expect={**meta, "ckpt": prev_name})
+        return meta, stop, prev["state_dict"], prev["train_state"]
+    torch.manual_seed(seed)
+    return meta, stop, initial_state(), None
+
+
+def save_segment(meta: dict, ckpt: str, stop: int, spec: ModelSpec, run, weights: dict, history: list, state: dict,
+                 out_path: str, resume_path: str) -> None:
+    """A dense segment's checkpoint {meta, spec, hparams, state_dict, history, train_state}; its
+    resume state is then no longer needed."""
     save_torch({"meta": {**meta, "ckpt": ckpt, "epoch": stop}, "spec": asdict(spec), "hparams": run.as_dict(),
-                "state_dict": states[0], "history": [asdict(h) for h in history], "train_state": state}, out_path)
+                "state_dict": weights, "history": history, "train_state": state}, out_path)
     if os.path.exists(resume_path):
         os.remove(resume_path)
 

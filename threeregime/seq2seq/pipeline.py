@@ -17,13 +17,12 @@ the last epoch of each job (each dense checkpoint, each retrained copy) and NaN 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 
-import torch
 
 from ..checkpoints import load_torch, save_torch
 from ..engine import Engine
-from ..pipeline import LOG_COLUMNS, diverged_landscape, save_landscape, save_retrained
+from ..pipeline import (LOG_COLUMNS, diverged_landscape, save_landscape, save_retrained, save_segment,
+                        segment_start)
 from ..pruning import density_of
 from ..spec.corpus import CorpusSpec
 from ..spec.data import DataError
@@ -72,15 +71,8 @@ def train_dense(corpus_spec: CorpusSpec, vocab_path: str, run, seed: int, ckpt: 
     resumes from resume_path."""
     vocab, data = token_data(corpus_spec, vocab_path, log)
     spec = run.model.for_data(0, vocab.size)
-    meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
-    stop = run.train.total_epochs(data.n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
-    if previous:
-        prev_name = os.path.basename(previous)[:-len(".pt")]
-        prev = load_torch(previous, expect={**meta, "ckpt": prev_name})
-        init, start_state = prev["state_dict"], prev["train_state"]
-    else:
-        torch.manual_seed(seed)
-        init, start_state = build_transformer(spec, None, engine).copy_state(0), None
+    meta, stop, init, start_state = segment_start(run, seed, ckpt, previous, data.n_train,
+                                                  lambda: build_transformer(spec, None, engine).copy_state(0))
     log(f"dense translation training seed {seed} to {ckpt} (from {previous or 'initialisation'}): {spec.key}, "
         f"{run.train}, {data.n_train} pairs, {engine.describe()}")
     state: dict = {}
@@ -88,10 +80,7 @@ def train_dense(corpus_spec: CorpusSpec, vocab_path: str, run, seed: int, ckpt: 
         spec, init, seed, data, run.train, engine, vocab=vocab, resume_path=resume_path,
         resume_meta={**meta, "ckpt": ckpt, "run_spec": run.as_dict()}, start_state=start_state, stop_epoch=stop,
         state_out=state, decode=decode, log=log)
-    save_torch({"meta": {**meta, "ckpt": ckpt, "epoch": stop}, "spec": asdict(spec), "hparams": run.as_dict(),
-                "state_dict": weights, "history": history, "train_state": state}, out_path)
-    if os.path.exists(resume_path):
-        os.remove(resume_path)
+    save_segment(meta, ckpt, stop, spec, run, weights, history, state, out_path, resume_path)
 
 
 def retrain_cell(pruned_path: str, out_path: str, log_path: str, corpus_spec: CorpusSpec, vocab_path: str,
