@@ -27,8 +27,11 @@ Translation studies (Figure 14) are projected from training rates in target toke
       --tokens-per-s 90000 --retrain-tokens-per-s 90000 --tokens-per-pair 29
 
 Its work: the dense run's epochs, every cell's retraining (seeds x retrain epochs), each over
-train_pairs x tokens-per-pair target tokens, plus each job's BLEU decode of the validation set
-and the LMC/CKA of each cell (teacher-forced passes: charged as --lmc-epochs of one epoch).
+train_pairs x tokens-per-pair target tokens (train_pairs 0: WMT14 de-en's 4,508,785 pairs, the
+toy corpus's toy_train), and the LMC/CKA of each cell: `points` teacher-forced passes over
+error_samples pairs per pair of copies, forward only, charged at a third of the retraining
+rate. Not charged: each job's BLEU decode of the validation set (greedy on newstest2013's
+3,000 sentences: about 1 % of an epoch of the 1.28 M pairs) and the vocabulary job.
 """
 
 from __future__ import annotations
@@ -172,11 +175,27 @@ def describe(key) -> str:
     return f"{data_name} {model.arch}{model.depth} w{model.width:g} bs{batch} {opt} K={k}"
 
 
+# Training pairs of a corpus whose train_pairs is 0 (all kept): WMT14 de-en in Hugging Face datasets.
+WMT14_TRAIN_PAIRS = {"de-en": 4_508_785}
+
+
+def training_pairs(corpus) -> int:
+    """The training pairs of a corpus identity (its subsample, else the whole training set)."""
+    if corpus.train_pairs:
+        return corpus.train_pairs
+    if corpus.name == "toy":
+        return corpus.toy_train
+    if corpus.wmt14_config in WMT14_TRAIN_PAIRS:
+        return WMT14_TRAIN_PAIRS[corpus.wmt14_config]
+    raise SystemExit(f"the training pairs of WMT14 {corpus.wmt14_config} are not known here: set the study's "
+                     f"data.train_pairs to project it")
+
+
 def translation_work(study: Study, tokens_per_pair: float) -> dict:
     """Model-epochs and target tokens of a translation study's whole grid."""
     run = study.base.run
     retrain = study.base.retrain
-    pairs = run.data.train_pairs or 4_508_785  # WMT14 de-en's training pairs when all are kept
+    pairs = training_pairs(run.data)
     cells = len(study.temperatures) * len(study.loads) * len(study.dense_seeds)
     dense_epochs = run.train.epochs * len(study.dense_seeds)  # one run per seed; its checkpoints are the temperatures
     retrain_epochs = cells * len(retrain.seeds) * retrain.train.epochs
@@ -186,7 +205,7 @@ def translation_work(study: Study, tokens_per_pair: float) -> dict:
 
 
 def translation_projection(study: Study, tokens_per_s: float, retrain_tokens_per_s: float, tokens_per_pair: float,
-                           lmc_epochs: float = 0.5, overhead_s: float = 0.0) -> dict:
+                           overhead_s: float = 0.0) -> dict:
     """Projected hours of a translation study's grid: (dense, retrain, LMC/CKA, overhead, total)."""
     w = translation_work(study, tokens_per_pair)
     dense = w["dense_epochs"] * w["tokens_per_epoch"] / tokens_per_s / 3600

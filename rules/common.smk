@@ -27,7 +27,7 @@ _problems = schema_problems(config, os.path.join(workflow.basedir, "schemas", "c
 if _problems:
     raise WorkflowError("config error:\n  " + "\n  ".join(_problems))
 validate(config, schema="../schemas/config.schema.yaml")
-from threeregime.casestudies import case_names_pattern  # noqa: E402
+from threeregime.casestudies import case_names_pattern, panel_info  # noqa: E402
 from threeregime.datacheck import dry_run_data_notes  # noqa: E402
 from threeregime.snakemake_cli import command_line, interrupt_at_once, restore_interrupt  # noqa: E402
 
@@ -210,13 +210,7 @@ def case_inputs(wc):
 
 
 def case_panel_info(name):
-    """What the case-study job needs of each panel's base grid (the entry's base_role): ε, the
-    axes, the candidates in order."""
+    """What the case-study job needs of each panel's base grid (the entry's base_role):
+    threeregime.casestudies.panel_info."""
     c = case_study(name)
-    info = []
-    for p in c.panels:
-        s = study(c.base_study(p))
-        info.append({"epsilon": s.regimes.lmc_epsilon, "confidence": s.regimes.confidence,
-                     "temperature_axis": s.temperature.name,
-                     "load_axis": s.load.name, "candidates": [float(t) for t in s.temperatures]})
-    return info
+    return [panel_info(study(c.base_study(p))) for p in c.panels]

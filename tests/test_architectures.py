@@ -100,7 +100,7 @@ def test_depths_and_architectures_are_checked():
         ModelSpec("vgg", 20)
     with pytest.raises(ValueError, match=r"model.depth of densenet must be 3n\+4"):
         ModelSpec("densenet", 41)
-    with pytest.raises(ValueError, match="unknown architecture 'resnext'; allowed: 'preresnet', 'vgg', 'transformer', 'densenet'"):
+    with pytest.raises(ValueError, match="unknown architecture 'resnext'; allowed: 'preresnet', 'vgg', 'densenet', 'transformer'"):
         ModelSpec("resnext", 20)
 
 

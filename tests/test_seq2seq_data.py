@@ -8,6 +8,7 @@ import pytest
 from threeregime.seq2seq.corpus import ToyGrammar, load_corpus, subsample, toy_pairs, wmt14_folder
 from threeregime.seq2seq.tokens import encode_corpus, epoch_batches
 from threeregime.seq2seq.vocab import BOS, EOS, PAD, UNK, load_vocabulary, read_info, train_vocabulary
+from threeregime.spec.common import ConfigError
 from threeregime.spec.corpus import CorpusSpec
 from threeregime.spec.data import DataError
 
@@ -67,8 +68,8 @@ def test_subsample_is_fixed_and_of_its_size():
 def test_toy_corpus_through_load_corpus():
     c = load_corpus(CorpusSpec("toy", toy_train=200, toy_valid=20, train_pairs=50, vocab_size=64, max_len=32))
     assert len(c.train) == 50 and len(c.valid) == 20 and (c.source, c.target) == ("src", "tgt")
-    with pytest.raises(DataError, match="data.train_pairs 300 is more than the 200"):
-        load_corpus(CorpusSpec("toy", toy_train=200, train_pairs=300, vocab_size=64, max_len=32))
+    with pytest.raises(ConfigError, match="data.train_pairs: 300 is more than the 200 generated"):
+        CorpusSpec("toy", toy_train=200, train_pairs=300, vocab_size=64, max_len=32)  # before any job
 
 
 # --- WMT14 on disk ------------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def test_corpus_spec_keeps_where_out_of_the_identity():
     a = CorpusSpec("wmt14", "de-en", 100, root="/data/a", download=True)
     b = CorpusSpec("wmt14", "de-en", 100, root="/elsewhere")
     assert a.identity == b.identity and a.identity.wmt14_config == "de-en"
-    assert CorpusSpec.located(a.identity, "/x").root == "/x"
+    c = CorpusSpec("wmt14", "en-de", 5, root="/x").located(a.identity)
+    assert c == CorpusSpec("wmt14", "de-en", 100, root="/x") and c.identity == a.identity
     assert CorpusIdentity("wmt14", "en-fr").wmt14_config == "fr-en"
     assert CorpusSpec("toy").pair == "src-tgt" and CorpusSpec().pair == "de-en"
 

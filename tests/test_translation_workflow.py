@@ -29,7 +29,7 @@ def test_figure14_plans_one_dense_run_of_10_epochs_and_10_x_6_cells_x_3_seeds(tm
     """The paper's grid: 1 vocabulary, one dense run in 10 one-epoch segments, 60 cells (10 epochs x
     6 densities), each pruned once and retrained as one job of 3 seeds, measured once."""
     counts = job_counts(smk("-n", "-d", str(tmp_path), "results/figure14.pdf").stdout)
-    # the linear weights are not the image default choice (every convolution): rule prune_selected
+    # prune_selected: the linear layers are a layer selection (rules/prune.smk)
     assert counts == {"vocabulary": 1, "train_dense": 10, "prune_selected": 60, "retrain_cell": 60,
                       "landscape_metrics": 60, "study_table": 1, "paper_figure": 1}
     from threeregime.plan import load_plan

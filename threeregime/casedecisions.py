@@ -43,29 +43,41 @@ def _lmc_interval(cells: pd.DataFrame, temperature: float, load: float) -> tuple
 DECISION_OF_SIDE = {"I": "raise", "II": "keep", "unsettled": "unsettled", MISSING: "missing"}
 
 
-def temperature_decisions(cells: pd.DataFrame, t0: float, t1: float, epsilon: float) -> pd.DataFrame:
+def temperature_decisions(cells: pd.DataFrame, t0: float, t1: float, epsilon: float,
+                          quality: dict | None = None) -> pd.DataFrame:
     """Algorithm 1 for every load of `cells` (temperature, load, lmc, test_error; lmc_lo and
     lmc_hi where the table has them).
 
     decision: 'raise' (LMC at T0 < ε, its interval too: Regime I, go to T0 + ΔT = t1), 'keep'
     (the interval at or above ε: stay at T0), 'unsettled' (the interval reaches both sides: no
     decision; more retrain seeds for this cell, README "How sure is a cell's regime") or
-    'missing' (no LMC at T0). regime_I: the mean alone below ε. right: whether the test error
-    actually reached agrees - raising is right when the error at t1 is lower than at T0,
-    keeping when it is not lower; None when there is no decision or an error is missing."""
+    'missing' (no LMC at T0). regime_I: the mean alone below ε. right: whether the quality
+    actually reached agrees - raising is right when it is better at t1 than at T0, keeping when
+    it is not better; None when there is no decision or a value is missing.
+
+    The quality is the test error, unless `quality` names the study task's quality metric
+    ({"column", "higher_is_better", ...}: a translation study's BLEU, panel_info): then its
+    values at T0 and t1 are columns <column>_t0 and <column>_t1 beside test_error_t0/_t1 (a
+    translation table's validation token error), and `right` is judged on it."""
+    column = quality["column"] if quality else "test_error"
+    higher = bool(quality["higher_is_better"]) if quality else False
     rule = Regimes(lmc_epsilon=epsilon)
     rows = []
     for load in sorted(set(cells.load)):
         lmc = _at(cells, t0, load, "lmc")
         lo, hi = _lmc_interval(cells, t0, load)
         e0, e1 = _at(cells, t0, load, "test_error"), _at(cells, t1, load, "test_error")
+        q0, q1 = _at(cells, t0, load, column), _at(cells, t1, load, column)
         decision = DECISION_OF_SIDE[rule.side(lmc, (lo, hi))]
         right = None
-        if decision in ("raise", "keep") and np.isfinite(e0) and np.isfinite(e1):
-            right = bool(e1 < e0) if decision == "raise" else bool(e1 >= e0)
-        rows.append({"load": load, "lmc": lmc, "lmc_lo": lo, "lmc_hi": hi, "regime_I": rule.is_one(lmc),
-                     "decision": decision, "t0": t0, "t1": t1, "test_error_t0": e0, "test_error_t1": e1,
-                     "right": right})
+        if decision in ("raise", "keep") and np.isfinite(q0) and np.isfinite(q1):
+            better = q1 > q0 if higher else q1 < q0
+            right = bool(better) if decision == "raise" else not better
+        row = {"load": load, "lmc": lmc, "lmc_lo": lo, "lmc_hi": hi, "regime_I": rule.is_one(lmc),
+               "decision": decision, "t0": t0, "t1": t1, "test_error_t0": e0, "test_error_t1": e1}
+        if column != "test_error":
+            row.update({f"{column}_t0": q0, f"{column}_t1": q1})
+        rows.append({**row, "right": right})
     return pd.DataFrame(rows)
 
 

@@ -82,17 +82,20 @@ def temperature_figure(table: pd.DataFrame, info: list[dict], pdf_path: str, png
         top.set_ylabel("LMC at T0" if j == 0 else "")
         top.legend(fontsize=8, loc="lower right")
         _loads(top, list(t.load), meta["load_axis"], label=False)
-        bottom.plot(x, _pct(t.test_error_t0), "o-", color="tab:blue",
-                    label=f"T0 = {fmt(t.t0.iloc[0])} ({t_axis.name})")
-        bottom.plot(x, _pct(t.test_error_t1), "s--", color="tab:orange", label=f"T0 + ΔT = {fmt(t.t1.iloc[0])}")
-        for xi, (dec, right, e0, e1) in enumerate(zip(t.decision, t.right, t.test_error_t0, t.test_error_t1)):
+        # the quality the decisions are judged on: the test error (%), or the task's metric (BLEU)
+        quality = meta.get("quality") or {"column": "test_error", "label": "Test error (%)", "scale": 100.0}
+        scaled = lambda v: np.asarray(v, dtype=float) * quality["scale"]  # noqa: E731
+        q0, q1 = t[f"{quality['column']}_t0"], t[f"{quality['column']}_t1"]
+        bottom.plot(x, scaled(q0), "o-", color="tab:blue", label=f"T0 = {fmt(t.t0.iloc[0])} ({t_axis.name})")
+        bottom.plot(x, scaled(q1), "s--", color="tab:orange", label=f"T0 + ΔT = {fmt(t.t1.iloc[0])}")
+        for xi, (dec, right, e0, e1) in enumerate(zip(t.decision, t.right, q0, q1)):
             mark = "" if right is None or pd.isna(right) else ("✓" if right else "✗")
             dec = "unsettled?" if dec == "unsettled" else dec
-            y = np.nanmax(_pct([e0, e1])) if np.isfinite([e0, e1]).any() else np.nan
+            y = np.nanmax(scaled([e0, e1])) if np.isfinite([e0, e1]).any() else np.nan
             if np.isfinite(y):
                 bottom.annotate(f"{dec}{mark}", (xi, y), textcoords="offset points", xytext=(0, 5), ha="center",
                                 fontsize=7, color="tab:green" if right else "tab:red" if right is False else "grey")
-        bottom.set_ylabel("Test error (%)" if j == 0 else "")
+        bottom.set_ylabel(quality["label"] if j == 0 else "")
         bottom.legend(fontsize=8)
         bottom.margins(y=0.18)
         _loads(bottom, list(t.load), meta["load_axis"])

@@ -29,6 +29,7 @@ from typing import Callable, Union
 
 from .configfiles import number_hint
 from .spec.common import ConfigError, deep_merge, digest, fmt
+from .spec.task import DEFAULT_TASK, task_named
 from .study import Axis, study_axis
 
 Ref = Union[str, Callable]  # "package.module:attribute", resolved with threeregime.spec.common.resolve
@@ -217,7 +218,11 @@ def _derive_sam_vs_sgd(c: PanelContext) -> Derived:
     if c.t_axis.name == "sam_rho":
         raise ConfigError(f"{c.pw}.study: {c.base!r} varies SAM's ρ itself; compare SGD and SAM on an epochs "
                           f"or batch_size study")
-    opt = deep_merge({"optimizer": "sgd"}, c.raw.get("train", {})).get("optimizer")
+    task = task_named(c.raw.get("task", DEFAULT_TASK), f"studies.{c.base}.task")
+    # the optimizer the base study trains with: its own, else its task's default (image: the
+    # config's defaults, SGD; translation: Adam)
+    defaults = (task.defaults or {}).get("train", {"optimizer": "sgd"})
+    opt = deep_merge(defaults, c.raw.get("train", {})).get("optimizer")
     if opt != "sgd":
         raise ConfigError(f"{c.pw}.study: {c.base!r} trains its dense models with {opt!r}; the comparison "
                           f"needs an SGD study")
@@ -251,11 +256,13 @@ ALGORITHMS: dict[str, CaseAlgorithm] = {
         roles=("grid",),
         derive=_derive_temperature,
         decide="threeregime.casedecisions:temperature_decisions",
-        decide_args=lambda params, panel, data: (data["grid"], panel.t0, panel.t1, data["epsilon"]),
+        decide_args=lambda params, panel, data: (data["grid"], panel.t0, panel.t1, data["epsilon"],
+                                                 data.get("quality")),
         summary="threeregime.casedecisions:temperature_summary",
         draw="threeregime.caseplots:temperature_figure",
         title=lambda params: "Algorithm 1\n(Regime I: LMC < ε, boxed → raise the temperature)",
-        description="Algorithm 1 (Figures 3, 15): raise the temperature from T0 where LMC at T0 < ε"),
+        description="Algorithm 1 (Figures 3, 15): raise the temperature from T0 where LMC at T0 < ε; judged by "
+                    "the test error (a translation study: BLEU) reached at T0 and T0 + ΔT"),
     "selection": CaseAlgorithm(
         params=(Param("alpha", 2, _integer, valid=lambda a: a >= 1, rule="must be >= 1 retraining epoch"),
                 Param("select_by", "test_error", choices=SELECT_BY)),
@@ -352,8 +359,9 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
             raise ConfigError(f"{pw}.study: no study named {base!r}; studies: {sorted(all_studies)}")
         raw = _with_load(all_studies[base], p.get("load"))
         try:
-            t_axis = study_axis(raw["temperature"], "temperature", f"studies.{base}.temperature")
-            l_axis = study_axis(raw["load"], "load", f"studies.{base}.load")
+            task = task_named(raw.get("task", DEFAULT_TASK), f"studies.{base}.task")
+            t_axis = study_axis(raw["temperature"], "temperature", f"studies.{base}.temperature", task)
+            l_axis = study_axis(raw["load"], "load", f"studies.{base}.load", task)
         except ConfigError as e:
             raise ConfigError(f"{pw}: the base study {base!r} has an unknown axis ({e})") from None
         title = p.get("title") or f"T_{t_axis.name} × L_{l_axis.name}"
@@ -372,6 +380,21 @@ def _case_study(name: str, spec: dict, all_studies: dict) -> tuple[CaseStudy, di
     if not panels:
         raise ConfigError(f"{where}.panels is empty: name at least one base study")
     return CaseStudy(name, algorithm, tuple(panels), params), derived
+
+
+def panel_info(study) -> dict:
+    """What the case-study job needs of a panel's base grid (its entry's base_role study): ε,
+    the axes, the candidates in order, and, where the task reports another quality metric than
+    the test error (translation: BLEU), that metric: Algorithm 1 judges its decisions on it.
+    (An image study's info has no quality key, so its case studies' params stay as they were.)"""
+    info = {"epsilon": study.regimes.lmc_epsilon, "confidence": study.regimes.confidence,
+            "temperature_axis": study.temperature.name, "load_axis": study.load.name,
+            "candidates": [float(t) for t in study.temperatures]}
+    q = study.entry.quality
+    if q.column != "test_error":
+        info["quality"] = {"column": q.column, "label": q.label, "higher_is_better": q.higher_is_better,
+                           "scale": q.scale}
+    return info
 
 
 def case_names_pattern(cases) -> str:

@@ -13,6 +13,7 @@ import os
 import struct
 import zipfile
 
+from .spec.corpus import corpus_problem, wmt14_folder
 from .spec.data import DataSpec, channels_first_problem
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")  # as threeregime.data.NPZ_KEYS
@@ -63,24 +64,6 @@ def npz_problem(path: str) -> str | None:
             return (f"{path}: {y} must be integer labels [N] with N = {xs[0]}, got dtype {headers[y]['descr']} "
                     f"and shape {ys}")
     return None
-
-
-def wmt14_folder(spec) -> str:
-    """Where a WMT14 corpus lives under data.root: datasets' save_to_disk folder of its config
-    (threeregime.seq2seq.corpus.wmt14_folder, which the jobs read)."""
-    return os.path.join(str(spec.root), f"wmt14-{spec.identity.wmt14_config}")
-
-
-def corpus_problem(spec) -> str | None:
-    """Why a translation corpus (CorpusSpec) cannot be read, from a listing alone; None if it may.
-    The toy corpus is generated (nothing to find); WMT14 must be in its save_to_disk folder or
-    be downloaded (data.download: true). Whether that folder holds pairs (an empty corpus) and
-    the vocabulary fits is checked by the vocabulary job, the first job on the corpus."""
-    if spec.name != "wmt14" or spec.download or os.path.isdir(wmt14_folder(spec)):
-        return None
-    return (f"data.root: WMT14 {spec.identity.wmt14_config} is not at {wmt14_folder(spec)} (datasets' save_to_disk "
-            f"layout); set data.download: true to fetch it with Hugging Face datasets into data.root "
-            f"{str(spec.root)!r}, or point data.root at the folder holding wmt14-{spec.identity.wmt14_config}/")
 
 
 def dry_run_data_notes(specs: list[DataSpec]) -> list[str]:

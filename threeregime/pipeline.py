@@ -70,23 +70,37 @@ def train_dense(data_spec: DataSpec, run, seed: int, ckpt: str, previous: str | 
     ds, data = device_data(data_spec, engine, augment=True)
     spec = run.model.for_data(ds.image_shape[-1], ds.num_classes)
     check_network(spec, ds.image_shape)
-    meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
-    stop = run.train.total_epochs(data.n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
-    if previous:
-        prev_name = os.path.basename(previous)[:-len(".pt")]
-        prev = load_torch(previous, expect={**meta, "ckpt": prev_name})
-        init, start_state = prev["state_dict"], prev["train_state"]
-    else:
-        torch.manual_seed(seed)
-        init, start_state = build_network(spec, 1).copy_state(0), None
+    meta, stop, init, start_state = segment_start(run, seed, ckpt, previous, data.n_train,
+                                                  lambda: build_network(spec, 1).copy_state(0))
     log(f"dense training seed {seed} to {ckpt} (from {previous or 'initialisation'}): {spec.key}, {run.train}, "
         f"{engine.describe()}")
     state: dict = {}
     states, history = train_copies(spec, [init], [seed], data, run.train, engine, resume_path=resume_path,
                                    resume_meta={**meta, "ckpt": ckpt, "run_spec": run.as_dict()},
                                    start_state=start_state, stop_epoch=stop, state_out=state, log=log)
+    save_segment(meta, ckpt, stop, spec, run, states[0], [asdict(h) for h in history], state, out_path, resume_path)
+
+
+def segment_start(run, seed: int, ckpt: str, previous: str | None, n_train: int, initial_state):
+    """A dense segment's (meta, last epoch, starting weights, training state or None): from
+    checkpoint `previous`, else `initial_state()` after seeding torch with the seed (the
+    initialisation is the seed's). Shared by the tasks' train_dense (the same file contract)."""
+    meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
+    stop = run.train.total_epochs(n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
+    if previous:
+        prev_name = os.path.basename(previous)[:-len(".pt")]
+        prev = load_torch(previous, expect={**meta, "ckpt": prev_name})
+        return meta, stop, prev["state_dict"], prev["train_state"]
+    torch.manual_seed(seed)
+    return meta, stop, initial_state(), None
+
+
+def save_segment(meta: dict, ckpt: str, stop: int, spec: ModelSpec, run, weights: dict, history: list, state: dict,
+                 out_path: str, resume_path: str) -> None:
+    """A dense segment's checkpoint {meta, spec, hparams, state_dict, history, train_state}; its
+    resume state is then no longer needed."""
     save_torch({"meta": {**meta, "ckpt": ckpt, "epoch": stop}, "spec": asdict(spec), "hparams": run.as_dict(),
-                "state_dict": states[0], "history": [asdict(h) for h in history], "train_state": state}, out_path)
+                "state_dict": weights, "history": history, "train_state": state}, out_path)
     if os.path.exists(resume_path):
         os.remove(resume_path)
 
@@ -125,15 +139,54 @@ def prune_checkpoint(dense_path: str, out_path: str, density: float, method: str
     return achieved
 
 
-def _write_log(history_by_seed: dict[int, list], path: str) -> None:
+def write_log(history_by_seed: dict[int, list], path: str, columns: tuple[str, ...] = LOG_COLUMNS) -> None:
+    """retrain_log.csv: one row per copy and epoch, `columns` (the seed, then keys of the history)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(LOG_COLUMNS)
+    w.writerow(columns)
     for seed, history in sorted(history_by_seed.items()):
         for h in history:
-            w.writerow([seed, h["epoch"], h["lr"], h["train_loss"], h["train_error"], h["test_loss"],
-                        h["test_error"]])
+            w.writerow([seed] + [h[c] for c in columns[1:]])
     save_text(buf.getvalue(), path)
+
+
+def save_retrained(resume_dir: str, seeds: list[int], job_meta: dict, meta: dict, hp: TrainSpec, spec: dict,
+                   masks: dict, out_path: str, log_path: str, columns: tuple[str, ...] = LOG_COLUMNS) -> None:
+    """A retraining job's end, once every copy is in resume_dir as seed<s>.pt: retrained.pt
+    ({"copies": {seed: {"state_dict", "history", "diverged"}}, "mask", "spec", "meta"}), its
+    log, and resume_dir removed. Shared by the tasks' retrain_cell (the same file contract)."""
+    copies = {}
+    for s in seeds:
+        part = load_torch(os.path.join(resume_dir, f"seed{s}.pt"), expect={**job_meta, "retrain_seed": s})
+        copies[s] = {k: part[k] for k in ("state_dict", "history", "diverged")}
+    save_torch({"meta": {**meta, "seeds": seeds, "train": hp.as_dict()}, "spec": spec, "mask": masks,
+                "copies": copies}, out_path)
+    write_log({s: c["history"] for s, c in copies.items()}, log_path, columns)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def diverged_landscape(copies: dict, meta: dict, achieved: float, out_path: str, log) -> dict | None:
+    """A cell whose retraining diverged: its landscape JSON with every pair's metrics NaN
+    (written, and returned), else None. Shared by the tasks' measure_cell."""
+    diverged = [c["diverged"] for c in copies.values() if c.get("diverged")]
+    if not diverged:
+        return None
+    log(f"cell diverged in retraining; its metrics are recorded as missing: {diverged[0]}")
+    res = {"meta": meta, "diverged": diverged[0], "achieved_density": achieved,
+           "pairs": [{"seed_a": a, "seed_b": b, "lmc": float("nan"), "cka": float("nan"), "cka_logit": float("nan")}
+                     for a, b in itertools.combinations(sorted(copies), 2)]}
+    save_json(res, out_path)
+    return res
+
+
+def save_landscape(res: dict, meta: dict, achieved: float, out_path: str, log) -> dict:
+    """A cell's landscape JSON: the metrics with the job's meta and the achieved density."""
+    res["meta"] = meta
+    res["achieved_density"] = achieved
+    save_json(res, out_path)
+    for p in res["pairs"]:
+        log(f"pair ({p['seed_a']}, {p['seed_b']}): lmc {p['lmc']:+.4f}, cka {p['cka']:.4f}")
+    return res
 
 
 def retrain_cell(pruned_path: str, out_path: str, log_path: str, data_spec: DataSpec, hp: TrainSpec,
@@ -179,14 +232,7 @@ def retrain_cell(pruned_path: str, out_path: str, log_path: str, data_spec: Data
                      "test_loss": h.test_loss[k], "test_error": h.test_error[k]} for h in history]
             save_torch({"meta": {**job_meta, "retrain_seed": s}, "state_dict": states[k], "history": rows,
                         "diverged": diverged}, path)
-    copies = {}
-    for s in seeds:
-        part = load_torch(os.path.join(resume_dir, f"seed{s}.pt"), expect={**job_meta, "retrain_seed": s})
-        copies[s] = {k: part[k] for k in ("state_dict", "history", "diverged")}
-    save_torch({"meta": {**meta, "seeds": seeds, "train": hp.as_dict()}, "spec": ckpt["spec"], "mask": masks,
-                "copies": copies}, out_path)
-    _write_log({s: c["history"] for s, c in copies.items()}, log_path)
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    save_retrained(resume_dir, seeds, job_meta, meta, hp, ckpt["spec"], masks, out_path, log_path)
 
 
 def measure_cell(retrained_path: str, out_path: str, data_spec: DataSpec, engine: Engine, what: LandscapeSpec,
@@ -195,20 +241,10 @@ def measure_cell(retrained_path: str, out_path: str, data_spec: DataSpec, engine
     spec, copies = _spec_of(ckpt), ckpt["copies"]
     seeds = sorted(copies)
     achieved = density_of(ckpt["mask"])
-    diverged = [c["diverged"] for c in copies.values() if c.get("diverged")]
-    if diverged:
-        log(f"cell diverged in retraining; its metrics are recorded as missing: {diverged[0]}")
-        res = {"meta": meta, "diverged": diverged[0], "achieved_density": achieved,
-               "pairs": [{"seed_a": a, "seed_b": b, "lmc": float("nan"), "cka": float("nan"),
-                          "cka_logit": float("nan")} for a, b in itertools.combinations(seeds, 2)]}
-        save_json(res, out_path)
-        return res
+    diverged = diverged_landscape(copies, meta, achieved, out_path, log)
+    if diverged is not None:
+        return diverged
     _, data = device_data(data_spec, engine, augment=False)
     log(f"landscape metrics of {len(seeds)} copies: {what}, {engine.describe()}")
     res = landscape_metrics(spec, {s: copies[s]["state_dict"] for s in seeds}, data, engine, what)
-    res["meta"] = meta
-    res["achieved_density"] = achieved
-    save_json(res, out_path)
-    for p in res["pairs"]:
-        log(f"pair ({p['seed_a']}, {p['seed_b']}): lmc {p['lmc']:+.4f}, cka {p['cka']:.4f}")
-    return res
+    return save_landscape(res, meta, achieved, out_path, log)

@@ -415,6 +415,51 @@ def _norm(z: np.ndarray, lo: float | None = None, hi: float | None = None) -> No
     return Normalize(vmin, vmax)
 
 
+def _panel_size(nx: int, ny: int) -> tuple[float, float]:
+    """A heatmap panel's (width, height) in inches for nx loads x ny temperatures."""
+    return float(np.clip(0.6 * nx, 3.0, 5.6)), float(np.clip(0.55 * ny, 3.0, 6.5))
+
+
+def _grid_marks(grids, panel_w: float, panel_h: float):
+    """What the heatmap panels draw besides the values, shared by the phase diagram and Figure
+    14's lines: (annotate the cells?, font size, regime label cells, boundary paths, boundary
+    paths next to an unsettled cell, unsettled cells)."""
+    ny, nx = len(grids.temperatures), len(grids.loads)
+    fontsize = float(np.clip(16 * min(panel_w / nx, panel_h / ny), 6.0, 10.0))
+    sure, unsure = split_edges(regime_edges(grids.regimes), grids.settled)
+    unsettled = frozenset(zip(*map(lambda a: a.tolist(), np.nonzero(~grids.settled))))
+    label_cells = {rc: name for name, rc, _ in regime_regions(grids.regimes) if name in REGIMES}
+    return ny * nx <= ANNOTATE_MAX_CELLS, fontsize, label_cells, edge_paths(sure), edge_paths(unsure), unsettled
+
+
+def _lmc_cka_panels(lmc, cka, quality: Metric, regimes: Regimes, letters: tuple[str, str]) -> list[tuple]:
+    """The LMC and CKA heatmap panels (name, colour-bar label, values, colour map, norm, format,
+    threshold lines). LMC is on the training error (translation: the token error)."""
+    error = "token" if quality.column == "bleu" else "train"
+    return [
+        # dark = negative LMC (a barrier: Regime I), white = connected
+        (f"({letters[0]}) LMC", f"LMC ({error} error)", lmc, "Blues_r",
+         _norm(lmc, lo=min(regimes.lmc_epsilon, 0.0) * 2, hi=0.0), ".2f", (regimes.lmc_epsilon,)),
+        # dark = dissimilar outputs
+        (f"({letters[1]}) CKA similarity", "CKA similarity", cka, "magma", _norm(cka), ".2f",
+         (regimes.cka_threshold,)),
+    ]
+
+
+def _regime_legend(regimes: Regimes, unsure_edges, unsettled) -> tuple[list, list[str]]:
+    """The legend entries of the regime boundaries and of unsettled cells."""
+    handles = [edge_handle(EDGE_I), edge_handle(EDGE_II)]
+    labels = [f"Regime I | II boundary (LMC = {regimes.lmc_epsilon:g})",
+              f"Regime II-A | II-B boundary (CKA = {regimes.cka_threshold:g})"]
+    if unsettled:
+        kinds = list(dict.fromkeys(k for _, k in unsure_edges))
+        handles += [edge_handle(k, sure=False) for k in kinds]
+        labels += [f"{'I | II' if k == EDGE_I else 'II-A | II-B'} boundary next to an unsettled cell" for k in kinds]
+        handles.append(unsettled_handle())
+        labels.append(f"unsettled: its {regimes.confidence * 100:g} % interval crosses a boundary")
+    return handles, labels
+
+
 def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: Regimes,
                   temperature: AxisStyle = EPOCHS, load: AxisStyle = DENSITY, title: str = "",
                   running: Iterable[tuple[float, float]] = (), missing_label: str = "missing",
@@ -431,7 +476,6 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     `running` names the (temperature, load) cells being computed (hatched apart from the other
     missing ones), `missing_label` is the legend's word for the rest.
     """
-    lmc_epsilon, cka_threshold = regimes.lmc_epsilon, regimes.cka_threshold
     grids = cell_grids(summary, temperature.hotter, regimes)
     at = {(t, l): (r, c) for r, t in enumerate(grids.temperatures) for c, l in enumerate(grids.loads)}
     running_cells = frozenset(at[(float(t), float(l))] for t, l in running if (float(t), float(l)) in at)
@@ -448,41 +492,20 @@ def phase_diagram(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     normalized_label = (f"{name} below the column's best{unit}" if quality.higher_is_better
                         else f"Normalized {name[0].lower() + name[1:]}{unit}")
     lmc, cka = grids.values["lmc"], grids.values["cka"]
-
-    annotate = ny * nx <= ANNOTATE_MAX_CELLS
-    panel_w = float(np.clip(0.6 * nx, 3.0, 5.6))   # heatmap part, inches
-    panel_h = float(np.clip(0.55 * ny, 3.0, 6.5))
-    cell_in = min(panel_w / nx, panel_h / ny)
-    fontsize = float(np.clip(16 * cell_in, 6.0, 10.0))
-
-    sure, unsure = split_edges(regime_edges(grids.regimes), grids.settled)
-    edges, unsure_edges = edge_paths(sure), edge_paths(unsure)
-    unsettled = frozenset(zip(*map(lambda a: a.tolist(), np.nonzero(~grids.settled))))
-    label_cells = {rc: name for name, rc, _ in regime_regions(grids.regimes) if name in REGIMES}
+    panel_w, panel_h = _panel_size(nx, ny)
+    annotate, fontsize, label_cells, edges, unsure_edges, unsettled = _grid_marks(grids, panel_w, panel_h)
     panels = [
         (f"(a) {name}", quality.label, test, cmap, _norm(test), ".1f", ()),
         (f"(b) Normalized {name[0].lower() + name[1:] if not name.isupper() else name}", normalized_label,
          normalized, "viridis_r", _norm(normalized, lo=0.0), ".1f", ()),
-        # dark = negative LMC (a barrier: Regime I), white = connected
-        ("(c) LMC", f"LMC ({'token' if quality.column == 'bleu' else 'train'} error)", lmc, "Blues_r", _norm(lmc, lo=min(lmc_epsilon, 0.0) * 2, hi=0.0), ".2f",
-         (lmc_epsilon,)),
-        # dark = dissimilar outputs
-        ("(d) CKA similarity", "CKA similarity", cka, "magma", _norm(cka, hi=None), ".2f", (cka_threshold,)),
+        *_lmc_cka_panels(lmc, cka, quality, regimes, ("c", "d")),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(4 * (panel_w + 1.9), panel_h + 1.9), layout="constrained")
     for ax, (name, clabel, z, cmap, norm, fmt, lines) in zip(axes, panels):
         lines = [v for v in lines if norm.vmin <= v <= norm.vmax]
         _panel(ax, fig, z, grids, name, clabel, cmap, norm, fmt, temperature, load, annotate, fontsize,
                label_cells, edges, lines, running_cells, unsure_edges, unsettled)
-    handles = [edge_handle(EDGE_I), edge_handle(EDGE_II)]
-    labels = [f"Regime I | II boundary (LMC = {lmc_epsilon:g})",
-              f"Regime II-A | II-B boundary (CKA = {cka_threshold:g})"]
-    if unsettled:
-        kinds = list(dict.fromkeys(k for _, k in unsure_edges))
-        handles += [edge_handle(k, sure=False) for k in kinds]
-        labels += [f"{'I | II' if k == EDGE_I else 'II-A | II-B'} boundary next to an unsettled cell" for k in kinds]
-        handles.append(unsettled_handle())
-        labels.append(f"unsettled: its {regimes.confidence * 100:g} % interval crosses a boundary")
+    handles, labels = _regime_legend(regimes, unsure_edges, unsettled)
     blank = ~(np.isfinite(test) & np.isfinite(lmc) & np.isfinite(cka)) | (grids.regimes == MISSING)
     if any(blank[rc] for rc in running_cells):
         handles.append(Patch(facecolor="white", edgecolor=_RUNNING_HATCH["hatchcolor"], hatch=_RUNNING_HATCH["hatch"]))
@@ -590,8 +613,7 @@ def quality_lines(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
                        value=summary[quality.column].astype(float) * quality.scale)
     loads = sorted(d["load"].unique())
     ny, nx = len(grids.temperatures), len(grids.loads)
-    panel_w = float(np.clip(0.6 * nx, 3.0, 5.6))
-    panel_h = float(np.clip(0.55 * ny, 3.0, 6.5))
+    panel_w, panel_h = _panel_size(nx, ny)
     fig, axes = plt.subplots(1, 3, figsize=(5.6 + 2 * (panel_w + 1.9), panel_h + 1.9), layout="constrained",
                              gridspec_kw={"width_ratios": [5.6, panel_w + 1.9, panel_w + 1.9]})
     ax = axes[0]
@@ -610,26 +632,13 @@ def quality_lines(summary: pd.DataFrame, pdf_path: str, png_path: str, regimes: 
     ax.legend(title=load.label.replace("Load (", "").rstrip(")").capitalize() if load is DENSITY else load.label,
               fontsize=8, title_fontsize=8, ncol=2 if len(loads) > 4 else 1)
     lmc, cka = grids.values["lmc"], grids.values["cka"]
-    annotate = ny * nx <= ANNOTATE_MAX_CELLS
-    cell_in = min(panel_w / nx, panel_h / ny)
-    fontsize = float(np.clip(16 * cell_in, 6.0, 10.0))
-    sure, unsure = split_edges(regime_edges(grids.regimes), grids.settled)
-    edges, unsure_edges = edge_paths(sure), edge_paths(unsure)
-    unsettled = frozenset(zip(*map(lambda a: a.tolist(), np.nonzero(~grids.settled))))
-    label_cells = {rc: name for name, rc, _ in regime_regions(grids.regimes) if name in REGIMES}
-    for ax, (name, clabel, z, cmap, norm, fmt, lines) in zip(axes[1:], [
-            ("(b) LMC", f"LMC ({'token' if quality.column == 'bleu' else 'train'} error)", lmc, "Blues_r",
-             _norm(lmc, lo=min(regimes.lmc_epsilon, 0.0) * 2, hi=0.0), ".2f", (regimes.lmc_epsilon,)),
-            ("(c) CKA similarity", "CKA similarity", cka, "magma", _norm(cka), ".2f", (regimes.cka_threshold,))]):
+    annotate, fontsize, label_cells, edges, unsure_edges, unsettled = _grid_marks(grids, panel_w, panel_h)
+    for ax, (name, clabel, z, cmap, norm, fmt, lines) in zip(axes[1:], _lmc_cka_panels(lmc, cka, quality, regimes,
+                                                                                        ("b", "c"))):
         lines = [v for v in lines if norm.vmin <= v <= norm.vmax]
         _panel(ax, fig, z, grids, name, clabel, cmap, norm, fmt, temperature, load, annotate, fontsize, label_cells,
                edges, lines, frozenset(), unsure_edges, unsettled)
-    handles = [edge_handle(EDGE_I), edge_handle(EDGE_II)]
-    labels = [f"Regime I | II boundary (LMC = {regimes.lmc_epsilon:g})",
-              f"Regime II-A | II-B boundary (CKA = {regimes.cka_threshold:g})"]
-    if unsettled:
-        handles.append(unsettled_handle())
-        labels.append(f"unsettled: its {regimes.confidence * 100:g} % interval crosses a boundary")
+    handles, labels = _regime_legend(regimes, unsure_edges, unsettled)
     fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9,
                handlelength=3.5,
                handler_map={tuple: HandlerTuple(ndivide=1, pad=0)})

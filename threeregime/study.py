@@ -25,7 +25,7 @@ from .spec.identity import CellSpec, DenseRun, RetrainSpec, study_dir
 from .spec.landscape import LandscapeSpec
 from .spec.model import ModelSpec, factory_source
 from .spec.prune import DEFAULT_LAYERS, METHODS, PruneSpec
-from .spec.task import DEFAULT_TASK, TASK_SECTIONS, Task, located, task_named, task_of_data_name
+from .spec.task import DEFAULT_TASK, TASK_SECTIONS, TASKS, Task, task_named, task_of_data_name
 from .spec.train import TrainSpec
 
 SECTIONS = ("data", "model", "train", "prune", "retrain", "landscape", "seeds", "regimes")
@@ -99,7 +99,8 @@ AXES: dict[str, Axis] = {a.name: a for a in (
 # --- axes by key path -----------------------------------------------------------------------------
 # Any scalar hyperparameter is an axis, named by its key path in the config: `train.lr`,
 # `retrain.weight_decay`, `model.width`, `model.kwargs.<name>`, `data.train_fraction`,
-# `prune.density`. A value changes that one field of a cell's spec, so each value is its own
+# `prune.density`; `data.*` are the numeric fields of the study's task's data identity
+# (image: data.train_fraction, data.image_size; translation: data.train_pairs, ...). A value changes that one field of a cell's spec, so each value is its own
 # dense run (or pruned model, for prune.* and retrain.*), keyed like any other; only the named
 # `epochs` axis reads several checkpoints of one run.
 
@@ -118,16 +119,33 @@ KEY_PATH_SECTIONS: dict[str, tuple[type, Callable, Callable]] = {
     "prune": (PruneSpec, lambda c: c.prune, lambda c, p: replace(c, prune=p)),
 }
 # Not axes: the data's shape (filled in by the job), and the augmentation, which the data key
-# in a run's path does not name (jobs find where their data lives by that key).
-NOT_HYPERPARAMETERS = {"model.in_channels", "model.num_classes", "data.crop_padding"}
+# in a run's path does not name (jobs find where their data lives by that key); the toy
+# corpus's generation (its language and validation set: data.train_pairs is its amount of data).
+NOT_HYPERPARAMETERS = {"model.in_channels", "model.num_classes", "data.crop_padding", "data.toy_train",
+                       "data.toy_valid", "data.toy_seed"}
 HOTTER = {"higher": "high", "lower": "low"}  # a study's `hotter:` -> Axis.hotter
 
 
-def key_paths() -> list[str]:
-    """Every key path that can be an axis: the numeric fields of the specs (not booleans)."""
+def _section_fields(section: str, task: Task | None) -> dict:
+    """The fields of a key-path section's spec, by name: for `data`, the task's data identity
+    (DataIdentity, CorpusIdentity), or every task's when none is given (an axis read back by
+    name from a table)."""
+    from .spec.common import resolve
+
+    if section != "data":
+        return {f.name: f for f in fields(KEY_PATH_SECTIONS[section][0])}
+    out = {}
+    for t in [task] if task is not None else TASKS.values():
+        out.update({f.name: f for f in fields(resolve(t.data_identity)) if f.name not in out})
+    return out
+
+
+def key_paths(task: Task | None = None) -> list[str]:
+    """Every key path that can be an axis of a study of `task` (default: of any task): the
+    numeric fields of the specs (not booleans)."""
     out = []
-    for section, (cls, _, _) in KEY_PATH_SECTIONS.items():
-        for f in fields(cls):
+    for section in KEY_PATH_SECTIONS:
+        for f in _section_fields(section, task).values():
             path = f"{section}.{f.name}"
             if isinstance(f.default, (int, float)) and not isinstance(f.default, bool) \
                     and path not in NOT_HYPERPARAMETERS:
@@ -156,19 +174,19 @@ def _within(limits: dict):
     return check
 
 
-def key_path_axis(path: str, kind: str, where: str) -> Axis:
-    """The axis over the hyperparameter at `path` (e.g. 'train.lr'), or a ConfigError naming
-    `where` and listing the key paths that exist."""
+def key_path_axis(path: str, kind: str, where: str, task: Task | None = None) -> Axis:
+    """The axis over the hyperparameter at `path` (e.g. 'train.lr') of a study of `task`, or a
+    ConfigError naming `where` and listing the key paths that exist."""
     section, _, name = path.partition(".")
     named = sorted(a for a, x in AXES.items() if x.kind == kind)
     if section not in KEY_PATH_SECTIONS or not name:
         raise ConfigError(f"{where}: {path!r} is neither a {kind} axis {named} nor the key path of a scalar "
-                          f"hyperparameter; key paths: {key_paths()}")
+                          f"hyperparameter; key paths: {key_paths(task)}")
     cls, get, put = KEY_PATH_SECTIONS[section]
     if section == "model" and name.startswith("kwargs."):
         if "kwargs" not in {f.name for f in fields(cls)} or not name[len("kwargs."):]:
             raise ConfigError(f"{where}: {path!r}: model.kwargs.<name> is an argument of a model factory "
-                              f"(model.factory); key paths: {key_paths()}")
+                              f"(model.factory); key paths: {key_paths(task)}")
         arg = name[len("kwargs."):]
 
         def apply(cell, v):
@@ -177,18 +195,18 @@ def key_path_axis(path: str, kind: str, where: str) -> Axis:
             v = int(v) if float(v).is_integer() else float(v)
             return put(cell, replace(m, kwargs={**(m.kwargs or {}), arg: v}))
         return Axis(path, kind, f"{kind.capitalize()} ({path})", apply)
-    field_of = {f.name: f for f in fields(cls)}
-    f = field_of.get(name)
-    if f is None or path not in key_paths():
-        raise ConfigError(f"{where}: {path!r} is not the key path of a scalar hyperparameter; key paths: "
-                          f"{key_paths()} (or a named {kind} axis: {named})")
+    f = _section_fields(section, task).get(name)
+    if f is None or path not in key_paths(task):
+        of = f" of {task.name} studies" if task is not None and section == "data" else ""
+        raise ConfigError(f"{where}: {path!r} is not the key path of a scalar hyperparameter{of}; key paths: "
+                          f"{key_paths(task)} (or a named {kind} axis: {named})")
     integer = isinstance(f.default, int)
     apply = lambda cell, v: put(cell, replace(get(cell), **{name: int(v) if integer else float(v)}))
     return Axis(path, kind, f"{kind.capitalize()} ({path})", apply, integer=integer,
                 check=_within(_schema_limits(section, name)))
 
 
-def study_axis(spec: dict, kind: str, where: str) -> Axis:
+def study_axis(spec: dict, kind: str, where: str, task: Task | None = None) -> Axis:
     """A study's temperature or load axis from its config (`axis`, and `label`, `hotter`): a
     named axis of AXES or a key path (key_path_axis). A key-path temperature says which way is
     hotter (`hotter: higher | lower`, read by the case studies and the phase diagram)."""
@@ -200,11 +218,11 @@ def study_axis(spec: dict, kind: str, where: str) -> Axis:
             raise ConfigError(f"{where}.axis: {name!r} is not a {kind} axis; allowed: {allowed} or the key "
                               f"path of a scalar hyperparameter (e.g. train.lr)")
     elif isinstance(name, str) and "." in name:
-        axis = key_path_axis(name, kind, f"{where}.axis")
+        axis = key_path_axis(name, kind, f"{where}.axis", task)
     else:
         allowed = sorted(a for a, x in AXES.items() if x.kind == kind)
         raise ConfigError(f"{where}.axis: {name!r} is not a {kind} axis; allowed: {allowed} or the key path of a "
-                          f"scalar hyperparameter: {key_paths()}")
+                          f"scalar hyperparameter: {key_paths(task)}")
     hotter = spec.get("hotter")
     if hotter is not None:
         if kind != "temperature":
@@ -399,6 +417,7 @@ def resolve_study(config: dict, name: str) -> Study:
     raw = config["studies"][name]
     where = f"studies.{name}"
     sec = study_sections(config, name)
+    task = study_task(config, name)
     axes = {}
     for kind in ("temperature", "load"):
         spec = raw.get(kind)
@@ -406,7 +425,7 @@ def resolve_study(config: dict, name: str) -> Study:
             raise ConfigError(f"{where}.{kind} is missing: name an axis and its values, "
                               f"e.g. {kind}: {{axis: {'epochs' if kind == 'temperature' else 'density'}, "
                               f"values: [...]}}")
-        axis = study_axis(spec, kind, f"{where}.{kind}")
+        axis = study_axis(spec, kind, f"{where}.{kind}", task)
         values = []
         for v in spec.get("values", []):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -425,7 +444,6 @@ def resolve_study(config: dict, name: str) -> Study:
         axes[kind] = (axis, tuple(values))
 
     train = sec["train"]
-    task = study_task(config, name)
     _check_task_sections(task, sec, where)
     try:
         data = located_data_spec(task, sec["data"])
@@ -505,6 +523,16 @@ def _check_study(study: Study, where: str) -> None:
     if len(study.base.retrain.seeds) < 2:
         raise ConfigError(f"{where}.seeds.retrain needs at least 2 seeds to form pairs, "
                           f"got {list(study.base.retrain.seeds)}")
+    allowed = study.entry.optimizers
+    if allowed:
+        if "sam_rho" in (study.temperature.name, study.load.name) and "sam" not in allowed:
+            raise ConfigError(f"{where}: the sam_rho axis trains with SAM (and SGD at ρ = 0); {study.task} studies "
+                              f"train with {' or '.join(allowed)} only: choose another axis")
+        for section, t in (("train", study.base.run.train), ("retrain", study.base.retrain.train)):
+            if t.optimizer not in allowed:
+                raise ConfigError(f"{where}.{section}.optimizer: {study.task} studies train with "
+                                  f"{' or '.join(allowed)} only, got {t.optimizer!r}: remove it or set "
+                                  f"{section}.optimizer: {allowed[0]}")
     optimizer = study.base.run.train.optimizer
     if study.temperature.name == "sam_rho" and optimizer not in ("sgd", "sam"):
         raise ConfigError(f"{where}.temperature.axis: sam_rho trains the dense models with SAM at ρ > 0 and with "
@@ -623,7 +651,7 @@ class Index:
                     ix.retrains[extra.key] = extra
                 ix.landscapes[c.landscape.key] = c.landscape
                 ix.prunes[c.prune.key] = c.prune
-                ix.data.setdefault(c.run.data.key(), located(s.data, c.run.data))
+                ix.data.setdefault(c.run.data.key(), s.data.located(c.run.data))
         return ix
 
     def run(self, key: str) -> DenseRun:
@@ -655,7 +683,7 @@ def check_data_sets(data_specs: list[DataSpec], batch_sizes: dict[str, int]) -> 
     """Checks that need the data set (run when the workflow starts, not on a dry run)."""
     from .data import training_set_size
 
-    from .datacheck import corpus_problem
+    from .spec.corpus import corpus_problem
     from .spec.data import DataError
 
     sizes = {}  # by DataIdentity key: data.train_fraction makes another training set

@@ -171,6 +171,23 @@ def train_copies(spec: ModelSpec, init_states: list[dict], seeds: list[int], dat
     return states, history
 
 
+def read_resume_state(resume_path: str | None, resume_meta, log) -> dict | None:
+    """The training state in resume_path if there is one, it is readable and it was written for
+    `resume_meta` (these hyperparameters); else None, saying why it is ignored. Shared by the
+    image loop and the translation loop (threeregime.seq2seq.train)."""
+    if not resume_path or not os.path.exists(resume_path):
+        return None
+    try:
+        st = load_torch(resume_path)
+    except CheckpointError as e:
+        log(f"ignoring unreadable resume state: {e}")
+        return None
+    if st.get("meta") != resume_meta:
+        log(f"ignoring resume state {resume_path}: it was written for other hyperparameters")
+        return None
+    return st
+
+
 @dataclass
 class _Run:
     """What one call of train_copies trains with: the fused model, its optimizer and step, the
@@ -209,19 +226,11 @@ class _Run:
     def restore(self, resume_path, resume_meta, start_state, log) -> tuple[list[EpochRecord], int]:
         """(history, first epoch): from a resume file written for these hyperparameters, else
         from start_state (a segmented run), else from the start."""
-        if resume_path and os.path.exists(resume_path):
-            try:
-                st = load_torch(resume_path)
-            except CheckpointError as e:
-                log(f"ignoring unreadable resume state: {e}")
-                st = None
-            if st is not None and st.get("meta") != resume_meta:
-                log(f"ignoring resume state {resume_path}: it was written for other hyperparameters")
-                st = None
-            if st is not None:
-                history, start = _load_training_state(st, self.model, self.opt, self.gens)
-                log(f"resumed from {resume_path} at epoch {start}")
-                return history, start
+        st = read_resume_state(resume_path, resume_meta, log)
+        if st is not None:
+            history, start = _load_training_state(st, self.model, self.opt, self.gens)
+            log(f"resumed from {resume_path} at epoch {start}")
+            return history, start
         if start_state is not None:
             history, start = _load_training_state(start_state, self.model, self.opt, self.gens)
             log(f"continuing from a training state at epoch {start}")

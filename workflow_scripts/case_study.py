@@ -22,7 +22,7 @@ for (i, t, _seed), path in zip(smk.params.dense, smk.input.get("dense", [])):
     dense.setdefault(i, {}).setdefault(t, []).append(dense_test_error(path))
 panels = []
 for i, (panel, info) in enumerate(zip(case.panels, smk.params.panels)):
-    data = {"epsilon": info["epsilon"], "candidates": info["candidates"]}
+    data = {"epsilon": info["epsilon"], "candidates": info["candidates"], "quality": info.get("quality")}
     for role in panel.studies:
         data[role] = pd.read_parquet(smk.input[f"p{i}_{role}"])
     if panel_data:

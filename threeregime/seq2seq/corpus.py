@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from ..spec.corpus import CorpusSpec
+from ..spec.corpus import CorpusSpec, corpus_problem, wmt14_folder
 from ..spec.data import DataError
 
 
@@ -113,11 +113,6 @@ def toy_pairs(seed: int, split: str, count: int) -> list[tuple[str, str]]:
 
 # --- WMT14 ------------------------------------------------------------------------------------------
 
-def wmt14_folder(spec: CorpusSpec) -> str:
-    """Where the pair's DatasetDict lives (datasets' save_to_disk layout)."""
-    return os.path.join(str(spec.root), f"wmt14-{spec.identity.wmt14_config}")
-
-
 def download_wmt14(spec: CorpusSpec, log=print) -> str:
     """load_dataset("wmt14", <config>) into <root>/hf-cache and save_to_disk at wmt14_folder,
     atomically (a temp folder renamed), so a killed download leaves no folder that looks whole."""
@@ -143,12 +138,10 @@ def _load_wmt14(spec: CorpusSpec, log) -> ParallelCorpus:
     import numpy as np
 
     folder = wmt14_folder(spec)
+    problem = corpus_problem(spec)  # the folder is not there, and data.download is false
+    if problem:
+        raise DataError(problem)
     if not os.path.isdir(folder):
-        if not spec.download:
-            raise DataError(f"WMT14 {spec.identity.wmt14_config} is not at {folder} (datasets' save_to_disk "
-                            f"layout); set data.download: true to fetch it with Hugging Face datasets (into "
-                            f"data.root {spec.root!r}), or point data.root at the folder holding "
-                            f"{os.path.basename(folder)}/")
         download_wmt14(spec, log)
     try:
         ds = datasets.load_from_disk(folder)
@@ -191,10 +184,7 @@ def subsample(pairs: list, count: int, seed: int) -> list:
 def load_corpus(spec: CorpusSpec, log=print) -> ParallelCorpus:
     """The training subsample and the validation pairs of a corpus; an empty side is an error."""
     ident = spec.identity
-    if ident.name == "toy":
-        if ident.train_pairs > ident.toy_train:
-            raise DataError(f"data.train_pairs {ident.train_pairs} is more than the {ident.toy_train} generated "
-                            f"training pairs (data.toy_train): lower it, or 0 for all")
+    if ident.name == "toy":  # train_pairs <= toy_train: CorpusIdentity checks it
         train = subsample(toy_pairs(ident.toy_seed, "train", ident.toy_train), ident.train_pairs,
                           ident.subsample_seed)
         corpus = ParallelCorpus(train, toy_pairs(ident.toy_seed, "valid", ident.toy_valid), ident.source,

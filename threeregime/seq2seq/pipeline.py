@@ -16,20 +16,13 @@ the last epoch of each job (each dense checkpoint, each retrained copy) and NaN 
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
-import math
 import os
-import shutil
-from dataclasses import asdict
 
-import torch
 
-from ..atomic import save_json, save_text
 from ..checkpoints import load_torch, save_torch
 from ..engine import Engine
-from ..pipeline import LOG_COLUMNS
+from ..pipeline import (LOG_COLUMNS, diverged_landscape, save_landscape, save_retrained, save_segment,
+                        segment_start)
 from ..pruning import density_of
 from ..spec.corpus import CorpusSpec
 from ..spec.data import DataError
@@ -78,15 +71,8 @@ def train_dense(corpus_spec: CorpusSpec, vocab_path: str, run, seed: int, ckpt: 
     resumes from resume_path."""
     vocab, data = token_data(corpus_spec, vocab_path, log)
     spec = run.model.for_data(0, vocab.size)
-    meta = {"kind": "dense", "run": run.key, "seed": int(seed)}
-    stop = run.train.total_epochs(data.n_train) if ckpt == "final" else int(ckpt[len("epoch"):])
-    if previous:
-        prev_name = os.path.basename(previous)[:-len(".pt")]
-        prev = load_torch(previous, expect={**meta, "ckpt": prev_name})
-        init, start_state = prev["state_dict"], prev["train_state"]
-    else:
-        torch.manual_seed(seed)
-        init, start_state = build_transformer(spec, None, engine).copy_state(0), None
+    meta, stop, init, start_state = segment_start(run, seed, ckpt, previous, data.n_train,
+                                                  lambda: build_transformer(spec, None, engine).copy_state(0))
     log(f"dense translation training seed {seed} to {ckpt} (from {previous or 'initialisation'}): {spec.key}, "
         f"{run.train}, {data.n_train} pairs, {engine.describe()}")
     state: dict = {}
@@ -94,20 +80,7 @@ def train_dense(corpus_spec: CorpusSpec, vocab_path: str, run, seed: int, ckpt: 
         spec, init, seed, data, run.train, engine, vocab=vocab, resume_path=resume_path,
         resume_meta={**meta, "ckpt": ckpt, "run_spec": run.as_dict()}, start_state=start_state, stop_epoch=stop,
         state_out=state, decode=decode, log=log)
-    save_torch({"meta": {**meta, "ckpt": ckpt, "epoch": stop}, "spec": asdict(spec), "hparams": run.as_dict(),
-                "state_dict": weights, "history": history, "train_state": state}, out_path)
-    if os.path.exists(resume_path):
-        os.remove(resume_path)
-
-
-def _write_log(history_by_seed: dict, path: str) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(TRANSLATION_LOG_COLUMNS)
-    for seed, history in sorted(history_by_seed.items()):
-        for h in history:
-            w.writerow([seed] + [h[c] for c in TRANSLATION_LOG_COLUMNS[1:]])
-    save_text(buf.getvalue(), path)
+    save_segment(meta, ckpt, stop, spec, run, weights, history, state, out_path, resume_path)
 
 
 def retrain_cell(pruned_path: str, out_path: str, log_path: str, corpus_spec: CorpusSpec, vocab_path: str,
@@ -140,14 +113,8 @@ def retrain_cell(pruned_path: str, out_path: str, log_path: str, corpus_spec: Co
             diverged, history, weights = str(e), e.history, ckpt["state_dict"]
         save_torch({"meta": {**job_meta, "retrain_seed": s}, "state_dict": weights, "history": history,
                     "diverged": diverged}, done)
-    copies = {}
-    for s in seeds:
-        part = load_torch(os.path.join(resume_dir, f"seed{s}.pt"), expect={**job_meta, "retrain_seed": s})
-        copies[s] = {k: part[k] for k in ("state_dict", "history", "diverged")}
-    save_torch({"meta": {**meta, "seeds": seeds, "train": hp.as_dict()}, "spec": ckpt["spec"], "mask": masks,
-                "copies": copies}, out_path)
-    _write_log({s: c["history"] for s, c in copies.items()}, log_path)
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    save_retrained(resume_dir, seeds, job_meta, meta, hp, ckpt["spec"], masks, out_path, log_path,
+                   TRANSLATION_LOG_COLUMNS)
 
 
 def measure_cell(retrained_path: str, out_path: str, corpus_spec: CorpusSpec, vocab_path: str, engine: Engine,
@@ -157,23 +124,13 @@ def measure_cell(retrained_path: str, out_path: str, corpus_spec: CorpusSpec, vo
     spec, copies = _spec_of(ckpt), ckpt["copies"]
     seeds = sorted(copies)
     achieved = density_of(ckpt["mask"])
-    diverged = [c["diverged"] for c in copies.values() if c.get("diverged")]
-    if diverged:
-        log(f"cell diverged in retraining; its metrics are recorded as missing: {diverged[0]}")
-        res = {"meta": meta, "diverged": diverged[0], "achieved_density": achieved,
-               "pairs": [{"seed_a": a, "seed_b": b, "lmc": math.nan, "cka": math.nan, "cka_logit": math.nan}
-                         for a, b in itertools.combinations(seeds, 2)]}
-        save_json(res, out_path)
-        return res
+    diverged = diverged_landscape(copies, meta, achieved, out_path, log)
+    if diverged is not None:
+        return diverged
     _, data = token_data(corpus_spec, vocab_path, log)
     log(f"translation landscape metrics of {len(seeds)} copies: {what}, {engine.describe()}")
     res = translation_landscape(spec, {s: copies[s]["state_dict"] for s in seeds}, data, engine, what)
-    res["meta"] = meta
-    res["achieved_density"] = achieved
-    save_json(res, out_path)
-    for p in res["pairs"]:
-        log(f"pair ({p['seed_a']}, {p['seed_b']}): lmc {p['lmc']:+.4f}, cka {p['cka']:.4f}")
-    return res
+    return save_landscape(res, meta, achieved, out_path, log)
 
 
 __all__ = ["TRANSLATION_LOG_COLUMNS", "TokenData", "measure_cell", "retrain_cell", "token_data", "train_dense",

@@ -30,17 +30,17 @@ dense training in segments, as training.train_copies does.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import torch
 import torch.nn.functional as F
 
-from ..checkpoints import CheckpointError, load_torch, save_torch
+from ..checkpoints import save_torch
 from ..engine import Engine
 from ..spec.model import ModelSpec
+from ..spec.task import TASKS
 from ..spec.train import TrainSpec
-from ..training import DivergedError, clock
+from ..training import DivergedError, clock, read_resume_state
 from .bleu import corpus_bleu
 from .decode import translate
 from .tokens import TokenData, epoch_batches
@@ -49,7 +49,7 @@ from .vocab import PAD
 
 ADAM_BETAS = (0.9, 0.98)  # Vaswani et al. 2017, section 5.3
 ADAM_EPS = 1e-9
-OPTIMIZERS = ("adam",)
+OPTIMIZERS = TASKS["translation"].optimizers  # ("adam",): planning refuses the others
 
 
 def build_optimizer(params, hp: TrainSpec) -> torch.optim.Optimizer:
@@ -242,19 +242,11 @@ def train_translation(spec: ModelSpec, init_state: dict, seed: int, data: TokenD
 def _restore(model, opt, gen, dev, resume_path, resume_meta, start_state, log):
     """(history, first epoch, optimizer steps so far) from a matching resume file, else
     start_state, else the start."""
-    if resume_path and os.path.exists(resume_path):
-        try:
-            st = load_torch(resume_path)
-        except CheckpointError as e:
-            log(f"ignoring unreadable resume state: {e}")
-            st = None
-        if st is not None and st.get("meta") != resume_meta:
-            log(f"ignoring resume state {resume_path}: it was written for other hyperparameters")
-            st = None
-        if st is not None:
-            out = _load_state(st, model, opt, gen, dev)
-            log(f"resumed from {resume_path} at epoch {out[1]}")
-            return out
+    st = read_resume_state(resume_path, resume_meta, log)
+    if st is not None:
+        out = _load_state(st, model, opt, gen, dev)
+        log(f"resumed from {resume_path} at epoch {out[1]}")
+        return out
     if start_state is not None:
         out = _load_state(start_state, model, opt, gen, dev)
         log(f"continuing from a training state at epoch {out[1]}")

@@ -15,7 +15,8 @@ corpus identity (`vocabulary_path`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, fields, replace
 
 from .common import ConfigError, whole
 
@@ -66,6 +67,9 @@ def _check(name: str, pair: str, train_pairs: int, subsample_seed: int, vocab_si
                               f"pairs) must be >= 1, got {toy_train}, {toy_valid}")
         if toy_seed < 0:
             raise ConfigError(f"data.toy_seed must be >= 0, got {toy_seed}")
+        if train_pairs > toy_train:
+            raise ConfigError(f"data.train_pairs: {train_pairs} is more than the {toy_train} generated training "
+                              f"pairs (data.toy_train): lower it, or 0 for all")
 
 
 _INTS = ("train_pairs", "subsample_seed", "vocab_size", "max_len", "toy_train", "toy_valid", "toy_seed")
@@ -153,11 +157,30 @@ class CorpusSpec:
     def identity(self) -> CorpusIdentity:
         return CorpusIdentity(**{f.name: getattr(self, f.name) for f in fields(CorpusIdentity)})
 
-    @staticmethod
-    def located(identity: CorpusIdentity, root: str = "data", download: bool = False) -> "CorpusSpec":
-        """The corpus `identity` kept under `root`."""
-        return CorpusSpec(**{f.name: getattr(identity, f.name) for f in fields(CorpusIdentity)},
-                          root=root, download=download)
+    def located(self, identity: CorpusIdentity) -> "CorpusSpec":
+        """The corpus `identity` where this one lives (root, download): what a cell whose axis
+        changes the data (data.train_pairs) loads. As DataSpec.located."""
+        return replace(self, **{f.name: getattr(identity, f.name) for f in fields(CorpusIdentity)})
+
+
+def wmt14_folder(spec: CorpusSpec) -> str:
+    """Where a WMT14 corpus lives under data.root: datasets' save_to_disk folder of its config.
+    The one home of this rule: the jobs read and download into it (threeregime.seq2seq.corpus),
+    planning and the start-of-run check look for it (corpus_problem)."""
+    return os.path.join(str(spec.root), f"wmt14-{spec.identity.wmt14_config}")
+
+
+def corpus_problem(spec: CorpusSpec) -> str | None:
+    """Why a translation corpus cannot be read, from a listing alone; None if it may. The toy
+    corpus is generated (nothing to find); WMT14 must be in its save_to_disk folder or be
+    downloaded (data.download: true). Whether that folder holds pairs (an empty corpus) and
+    the vocabulary fits is checked by the vocabulary job, the first job on the corpus."""
+    if spec.name != "wmt14" or spec.download or os.path.isdir(wmt14_folder(spec)):
+        return None
+    config = spec.identity.wmt14_config
+    return (f"data.root: WMT14 {config} is not at {wmt14_folder(spec)} (datasets' save_to_disk layout); set "
+            f"data.download: true to fetch it with Hugging Face datasets into data.root {str(spec.root)!r}, or "
+            f"point data.root at the folder holding wmt14-{config}/")
 
 
 def vocabulary_path(identity: CorpusIdentity) -> str:

@@ -243,6 +243,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "vgg": Architecture(
         "threeregime.models:VGG", lambda d: d in VGG_LAYERS, "one of 11, 13, 16, 19 (VGG configurations A, B, D, E)",
         lambda s: scaled(64, s.width), "VGG with BatchNorm, 64..512 channels x width, one linear layer"),
+    "densenet": Architecture(
+        "threeregime.models:DenseNet", lambda d: d >= 7 and (d - 4) % 3 == 0, "3n+4 with n >= 1 (7, 10, ..., 40, ...)",
+        lambda s: 2 * scaled(DENSENET_GROWTH, s.width),
+        "DenseNet with basic layers and compression 1, growth 12 x width"),
     # Translation (threeregime.seq2seq): depth is the layers of each stack (6: Transformer-base,
     # 6 encoder + 6 decoder layers), width multiplies d_model 512 and the feed-forward 2048
     # (transformer_dims). num_classes is the vocabulary size and in_channels 0: the job fills
@@ -252,8 +256,4 @@ ARCHITECTURES: dict[str, Architecture] = {
         ">= 1 (layers per stack: encoder and decoder each)",
         lambda s: transformer_dims(s.width)[0],
         "encoder-decoder Transformer (post-LN), 8 heads, d_model 512 x width, tied embeddings"),
-    "densenet": Architecture(
-        "threeregime.models:DenseNet", lambda d: d >= 7 and (d - 4) % 3 == 0, "3n+4 with n >= 1 (7, 10, ..., 40, ...)",
-        lambda s: 2 * scaled(DENSENET_GROWTH, s.width),
-        "DenseNet with basic layers and compression 1, growth 12 x width"),
 }

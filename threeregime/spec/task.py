@@ -14,6 +14,7 @@ it instead of assuming images:
   architectures the model.arch values it can train; prune_layers: what prune.layers defaults to
   jobs          the job functions the rules call ("module:function", imported where the job
                 runs), and extra artifacts its jobs read (the translation vocabulary)
+  optimizers    the train/retrain.optimizer values its training loop has (translation: Adam)
   metrics       the error LMC is measured on, the quality metric tables and figures report
                 (column, label, which way is better), what CKA compares, and how evaluation
                 decodes (the allowed and default `retrain.decode`)
@@ -88,6 +89,8 @@ class Task:
     defaults: dict | None = field(default=None, hash=False, compare=False)
     # --- train/retrain keys only this task takes (refused on other tasks)
     train_keys: tuple[str, ...] = ()
+    # --- the optimizers its training loop has (train/retrain.optimizer; () = every TrainSpec optimizer)
+    optimizers: tuple[str, ...] = ()
 
     def owns(self, data_name: str) -> bool:
         return data_name in self.data_names
@@ -171,6 +174,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
         decodes=r"greedy|beam([2-9]|[1-9][0-9]+)",
         default_decode="greedy",
         defaults=TRANSLATION_DEFAULTS,
+        optimizers=("adam",),
     ),
 )}
 
@@ -210,12 +214,10 @@ def artifact_paths(task: Task, identity) -> dict[str, str]:
 
 def corpus_spec(data: dict, where: str = "data"):
     """A translation study's data section as a CorpusSpec (spec/corpus.py checks the values)."""
-    from .common import whole
     from .corpus import CorpusIdentity, CorpusSpec
 
-    ints = ("train_pairs", "subsample_seed", "vocab_size", "max_len", "toy_train", "toy_valid", "toy_seed")
-    kw = {k: whole(data[k], f"data.{k}") if k in ints else data[k]
-          for k in CORPUS_KEYS if k in data and k not in ("root", "download")}
+    # whole numbers and every bound are checked by CorpusIdentity, naming data.<key>
+    kw = {k: data[k] for k in CORPUS_KEYS if k in data and k not in ("root", "download")}
     if kw.get("name") == "wmt14" and "pair" not in kw:
         raise ConfigError("data.pair is missing: name the WMT14 language pair as source-target, e.g. pair: de-en "
                           "(German to English); WMT14 has cs-en, de-en, fr-en, hi-en, ru-en, either direction")
@@ -223,19 +225,7 @@ def corpus_spec(data: dict, where: str = "data"):
         identity = CorpusIdentity(**kw)
     except TypeError as e:
         raise ConfigError(f"data: {e}") from None
-    if identity.name == "toy" and identity.train_pairs > identity.toy_train:
-        raise ConfigError(f"data.train_pairs: {identity.train_pairs} is more than the {identity.toy_train} generated "
-                          f"training pairs (data.toy_train): lower it, or 0 for all")
-    return CorpusSpec.located(identity, str(data.get("root", "data")), bool(data.get("download", False)))
-
-
-def located(spec, identity):
-    """The data `identity` where `spec` lives (a cell whose axis changes the data)."""
-    from .corpus import CorpusSpec
-
-    if isinstance(spec, CorpusSpec):
-        return CorpusSpec.located(identity, spec.root, spec.download)
-    return spec.located(identity)
+    return CorpusSpec(root=str(data.get("root", "data")), download=bool(data.get("download", False))).located(identity)
 
 
 def wrong_task_keys(task: Task, section: str, keys, where: str) -> None:
