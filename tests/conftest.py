@@ -60,8 +60,8 @@ def tiny_grid(tmp_path_factory):
 # to word the help text of its --slurm-status-command, runs `scontrol show config` at import, even
 # for a local run. Where Slurm is installed but no controller answers (a machine that ran
 # tests/test_slurm.py before, a login node's client without its cluster) that call waits about 9 s
-# and then fails: the plugin words its help as without Slurm. The suite starts about 90 Snakemake
-# processes, so the tests that do not use Slurm find, first on PATH, an `scontrol` that fails at
+# and then fails: the plugin words its help as without Slurm. The suite starts dozens of Snakemake
+# processes (every real run, and the dry-run worker), so the tests that do not use Slurm find, first on PATH, an `scontrol` that fails at
 # once: the plugin gets the answer it would get after the wait (no MinJobAge, help as without
 # Slurm), and no local run reads it. The `slurm`-marked test gets the real PATH (fixture below);
 # users' runs are untouched.
