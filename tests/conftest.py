@@ -61,10 +61,10 @@ def tiny_grid(tmp_path_factory):
 # for a local run. Where Slurm is installed but no controller answers (a machine that ran
 # tests/test_slurm.py before, a login node's client without its cluster) that call waits about 9 s
 # and then fails: the plugin words its help as without Slurm. The suite starts dozens of Snakemake
-# processes (every real run, and the dry-run worker), so the tests that do not use Slurm find, first on PATH, an `scontrol` that fails at
-# once: the plugin gets the answer it would get after the wait (no MinJobAge, help as without
-# Slurm), and no local run reads it. The `slurm`-marked test gets the real PATH (fixture below);
-# users' runs are untouched.
+# processes (every real run, the dry-run worker), so the tests that do not use Slurm find, first on
+# PATH, an `scontrol` that fails at once: the plugin gets the answer it would get after the wait
+# (no MinJobAge, help as without Slurm), and no local run reads it. The `slurm`-marked test gets
+# the real PATH (hooks below); users' runs are untouched.
 REAL_PATH = os.environ.get("PATH", "")
 if shutil.which("scontrol"):
     _no_controller = Path(tempfile.mkdtemp(prefix="threeregime-tests-no-scontrol-"))
@@ -75,10 +75,20 @@ if shutil.which("scontrol"):
     os.environ["PATH"] = f"{_no_controller}{os.pathsep}{REAL_PATH}"
 
 
-@pytest.fixture(autouse=True)
-def _real_scontrol_for_slurm_tests(request, monkeypatch):
-    if request.node.get_closest_marker("slurm") is not None:
-        monkeypatch.setenv("PATH", REAL_PATH)
+SUITE_PATH = os.environ["PATH"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A `slurm` test gets the real PATH before its fixtures (the cluster's start and stop) are set up."""
+    if item.get_closest_marker("slurm") is not None:
+        os.environ["PATH"] = REAL_PATH
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """... and keeps it until they are torn down."""
+    os.environ["PATH"] = SUITE_PATH
 
 
 def pytest_collection_modifyitems(config, items):
