@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +56,43 @@ def tiny_grid(tmp_path_factory):
     return folder, cfg
 
 
+# Every Snakemake process imports every installed executor plugin, and the slurm plugin (2.8.0),
+# to word the help text of its --slurm-status-command, runs `scontrol show config` at import, even
+# for a local run. Where Slurm is installed but no controller answers (a machine that ran
+# tests/test_slurm.py before, a login node's client without its cluster) that call waits about 9 s
+# and then fails: the plugin words its help as without Slurm. The suite starts dozens of Snakemake
+# processes (every real run, the dry-run worker), so the tests that do not use Slurm find, first on
+# PATH, an `scontrol` that fails at once: the plugin gets the answer it would get after the wait
+# (no MinJobAge, help as without Slurm), and no local run reads it. The `slurm`-marked test gets
+# the real PATH (hooks below); users' runs are untouched.
+REAL_PATH = os.environ.get("PATH", "")
+if shutil.which("scontrol"):
+    _no_controller = Path(tempfile.mkdtemp(prefix="threeregime-tests-no-scontrol-"))
+    (_no_controller / "scontrol").write_text(
+        "#!/bin/sh\necho 'scontrol: no Slurm controller for the test suite (tests/conftest.py)' >&2\nexit 1\n")
+    (_no_controller / "scontrol").chmod(0o755)
+    atexit.register(shutil.rmtree, _no_controller, ignore_errors=True)
+    os.environ["PATH"] = f"{_no_controller}{os.pathsep}{REAL_PATH}"
+
+
+SUITE_PATH = os.environ["PATH"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A `slurm` test gets the real PATH before its fixtures (the cluster's start and stop) are set up."""
+    if item.get_closest_marker("slurm") is not None:
+        os.environ["PATH"] = REAL_PATH
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """... and keeps it until they are torn down."""
+    os.environ["PATH"] = SUITE_PATH
+
+
 def pytest_collection_modifyitems(config, items):
-    """The real Slurm test runs last. Once it has installed Slurm, `scontrol` exists but no
-    controller answers after the test stops it, and the slurm executor plugin's import (in every
-    Snakemake process) waits 9 s for `scontrol show config`: after it, each Snakemake call of the
-    other tests would pay that."""
+    """The real Slurm test runs last: it installs Slurm where it is missing, and stops its cluster
+    at the end, so that the Snakemake processes of later tests would meet an `scontrol` with no
+    controller (see the PATH note above)."""
     items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)  # stable: order kept otherwise

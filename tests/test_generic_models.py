@@ -420,7 +420,7 @@ def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
             "data": {"name": "digits", "root": "", "crop_padding": 1, "hflip": False},
             "model": {"factory": "my_models.py:small_cnn", "kwargs": {"width": 1}},
             "prune": {"density": 0.2, "layers": ["conv", "linear"], "exclude": ["fc"]},
-            "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 1},
+            "train": {"epochs": 2, "milestones": [1], "checkpoint_every": 2},
             "retrain": {"epochs": 1, "milestones": []},
             "seeds": {"dense": [1], "retrain": [1, 2]}, "landscape": {"points": 3, "cka_samples": 300}}
     # one cell (11.7M parameters a copy: every job writes ~50-150 MB of checkpoints)
@@ -467,6 +467,6 @@ def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
     # editing the file: that model's dense runs and everything after them; the ResNet is untouched
     (tmp_path / "my_models.py").write_text(MY_MODELS + "\n# tuned\n")
     counts = job_counts(smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout)
-    # 4 dense runs (2 lr x 2 widths) of 2 one-epoch segments (checkpoint_every: 1), then one cell each
-    assert counts["train_dense"] == 8 and counts["prune"] == 4 and counts["retrain_cell"] == 4
+    # 4 dense runs (2 lr x 2 widths) of one 2-epoch segment each, then one cell each
+    assert counts["train_dense"] == 4 and counts["prune"] == 4 and counts["retrain_cell"] == 4
     assert counts["landscape_metrics"] == 4

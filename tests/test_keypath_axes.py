@@ -210,7 +210,8 @@ def test_image_folder_study_with_lr_as_temperature_end_to_end(tmp_path):
         "retrain": {"epochs": 1, "milestones": [], "batch_size": 16},
         "landscape": {"points": 3, "cka_samples": 30, "bn_samples": 0, "error_samples": 0},
     })
-    cfg = {"default_studies": ["shapes"], "studies": {"shapes": study}, "engine": {"device": "cpu"}}
+    # one thread a dense job: the two lr runs train side by side on --cores 2 (tests/test_workflow.py ENGINE)
+    cfg = {"default_studies": ["shapes"], "studies": {"shapes": study}, "engine": {"device": "cpu", "dense_threads": 1}}
     smk("-d", str(tmp_path), "--configfile", write_config(tmp_path, cfg), "--cores", "2")
     root = tmp_path / "results" / "studies" / "shapes"
     cells = pd.read_parquet(root / "cells.parquet")

@@ -1,9 +1,13 @@
-"""The real Snakefile, driven as a user drives it (snakemake as a subprocess)."""
+"""The real Snakefile, driven as a user drives it (snakemake as a subprocess; dry runs in one long-lived
+Snakemake process, tests/snakemake_worker.py)."""
 
+import atexit
 import base64
 import json
 import re
+import selectors
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -21,7 +25,9 @@ TINY_STUDY = {
     "seeds": {"dense": [1], "retrain": [1, 2, 3]},
     "landscape": {"points": 3, "cka_samples": 300},
 }
-ENGINE = {"device": "cpu", "eval_batch_size": 500}
+# One thread a dense job (config.yaml: 4, capped at --cores): the tiny jobs are mostly their process
+# start (imports), so two at a time on --cores 2 rather than one after another. Not identity.
+ENGINE = {"device": "cpu", "eval_batch_size": 500, "dense_threads": 1}
 
 
 def tiny(study=None, **top):
@@ -35,9 +41,45 @@ def tiny(study=None, **top):
 TINY = tiny()
 
 
+class _DryRunWorker:
+    """tests/snakemake_worker.py, started at the first dry run and kept for the session."""
+
+    proc = None
+
+    @classmethod
+    def run(cls, argv: list[str], cwd, timeout: float) -> subprocess.CompletedProcess:
+        if cls.proc is None or cls.proc.poll() is not None:
+            cls.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "snakemake_worker.py")],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            atexit.register(cls.proc.kill)
+            cls._reply(timeout)  # ready
+        cls.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
+        cls.proc.stdin.flush()
+        r = cls._reply(timeout)
+        return subprocess.CompletedProcess(["snakemake", *argv], r["rc"], r["stdout"], r["stderr"])
+
+    @classmethod
+    def _reply(cls, timeout: float) -> dict:
+        with selectors.DefaultSelector() as sel:
+            sel.register(cls.proc.stdout, selectors.EVENT_READ)
+            ready = sel.select(timeout)
+        line = cls.proc.stdout.readline() if ready else ""
+        if not line:
+            cls.proc.kill()
+            cls.proc.wait()
+            raise AssertionError(f"the Snakemake dry-run worker gave no answer (exit {cls.proc.returncode})")
+        return json.loads(line)
+
+
 def smk(*args, cwd=ROOT, check=True):
-    r = subprocess.run([snakemake_bin(), "-s", str(ROOT / "Snakefile"), *args], cwd=cwd, capture_output=True,
-                       text=True, timeout=900)
+    """`snakemake -s Snakefile ARGS` in `cwd`. Dry runs (-n) go to one long-lived Snakemake process
+    (tests/snakemake_worker.py: Snakemake's own command line, the Snakefile parsed anew each time),
+    everything else to its own `snakemake` process."""
+    argv = ["-s", str(ROOT / "Snakefile"), *args]
+    if "-n" in args:
+        r = _DryRunWorker.run(argv, cwd, timeout=900)
+    else:
+        r = subprocess.run([snakemake_bin(), *argv], cwd=cwd, capture_output=True, text=True, timeout=900)
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
     return r
