@@ -315,10 +315,9 @@ def test_a_dry_run_checks_an_npz_and_says_what_waits_for_the_run(tmp_path):
     assert "note: a dry run loads no data set: whether cifar10 under data.root = '' is there" in r.stderr
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_planning_a_large_study_promptly(tmp_path):
-    densities = [round(0.001 * (i + 1), 4) for i in range(500)]
-    cfg = write_config(tmp_path, tiny({"load": {"values": densities}}))
+def _plan_large_study(tmp_path, cfg, interrupt_after=None):
+    """Dry-run `cfg` from the command line; (seconds from "Building DAG of jobs" to the exit,
+    return code), with a Ctrl-C (SIGINT to the process group) `interrupt_after` seconds into it."""
     log = tmp_path / "out.log"
     proc = subprocess.Popen([snakemake_bin(), "-s", str(ROOT / "Snakefile"), "-n", "-d", str(tmp_path),
                              "--configfile", cfg, "--quiet", "rules"], stdout=log.open("w"),
@@ -329,15 +328,30 @@ def test_ctrl_c_stops_planning_a_large_study_promptly(tmp_path):
         while "Building DAG of jobs" not in seen() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert "Building DAG of jobs" in seen(), seen()
-        time.sleep(1.0)  # well inside the DAG of 6,000 jobs (without the handler: 5 s and more to stop)
-        assert proc.poll() is None
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends
-        start = time.time()
-        proc.wait(timeout=60)
-        print(f"exit {time.time() - start:.2f} s after SIGINT")
-        assert time.time() - start < 3, time.time() - start
-        assert proc.returncode != 0
+        building = time.time()
+        if interrupt_after is not None:
+            time.sleep(interrupt_after)
+            assert proc.poll() is None
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends
+        proc.wait(timeout=300)
+        return time.time() - building, proc.returncode
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_planning_a_large_study_promptly(tmp_path):
+    densities = [round(0.001 * (i + 1), 4) for i in range(500)]
+    cfg = write_config(tmp_path, tiny({"load": {"values": densities}}))
+    # The whole DAG of 6,000 jobs, timed on this machine as it is loaded now: Snakemake's own
+    # Ctrl-C handling stops only after the last job is made, near the end of this.
+    whole, rc = _plan_large_study(tmp_path, cfg)
+    assert rc == 0
+    stopped, rc = _plan_large_study(tmp_path, cfg, interrupt_after=1.0)
+    print(f"DAG built in {whole:.2f} s; exit {stopped - 1.0:.2f} s after SIGINT")
+    assert rc != 0
+    # Relative to the machine's own pace, so a loaded CI machine does not fail it: measured
+    # 0.72 s after the SIGINT against 8.1 s for the whole DAG (2 cores, the suite running beside it).
+    assert stopped - 1.0 < max(1.0, 0.25 * (whole - 1.0)), (whole, stopped)
