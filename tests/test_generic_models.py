@@ -467,6 +467,7 @@ def test_studies_of_a_factory_file_and_of_torchvision_resnet18(tmp_path):
     # editing the file: that model's dense runs and everything after them; the ResNet is untouched
     (tmp_path / "my_models.py").write_text(MY_MODELS + "\n# tuned\n")
     counts = job_counts(smk("-n", "-d", str(tmp_path), "--configfile", cfg).stdout)
-    # 4 dense runs (2 lr x 2 widths) of one 2-epoch segment each, then one cell each
-    assert counts["train_dense"] == 4 and counts["prune"] == 4 and counts["retrain_cell"] == 4
+    # 4 dense runs (2 lr x 2 widths) of one 2-epoch segment each, then one cell each (pruned by
+    # rule prune_selected: conv and linear layers are not the default choice of weights)
+    assert counts["train_dense"] == 4 and counts["prune_selected"] == 4 and counts["retrain_cell"] == 4
     assert counts["landscape_metrics"] == 4
