@@ -1,16 +1,13 @@
 """Kill -9 real training jobs mid-epoch, rerun them, and compare with uninterrupted runs."""
 
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from conftest import ROOT
+from killing import run_or_kill
 from threeregime.pipeline import prune_checkpoint
 
 JOB = r"""
@@ -47,26 +44,7 @@ def run_job(kind, out, *extra, kill_after=None, state=None):
     """Run a job; with kill_after (a fraction), SIGKILL it that far into its third epoch,
     timed by the resume state it writes at the end of every epoch."""
     cmd = [sys.executable, "-c", JOB.format(root=str(ROOT)), kind, str(out), *map(str, extra)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if kill_after is None:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()[-3000:]
-        return err.decode()
-    def wait(cond):
-        deadline = time.time() + 300
-        while not cond() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
-
-    mtime = lambda: os.stat(state).st_mtime_ns if os.path.exists(state) else None  # noqa: E731
-    wait(lambda: mtime() is not None)  # end of epoch 1
-    first, t1 = mtime(), time.time()
-    wait(lambda: mtime() != first)     # end of epoch 2: now we know how long an epoch takes
-    time.sleep(kill_after * (time.time() - t1))
-    if proc.poll() is not None:
-        return False  # finished before the kill: nothing was tested
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return True
+    return run_or_kill(cmd, kill_after, state)
 
 
 def outputs_equal(a, b, name):

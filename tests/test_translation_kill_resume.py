@@ -5,17 +5,14 @@ finished and kept, the second one resumed mid-training).
 The same protocol as tests/test_kill_resume.py (image jobs), on a tiny Transformer and the toy
 corpus."""
 
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from conftest import ROOT
+from killing import run_or_kill
 from threeregime.engine import Engine
 from threeregime.pipeline import prune_checkpoint
 from threeregime.seq2seq.pipeline import retrain_cell, train_dense, train_vocabulary_job
@@ -57,27 +54,7 @@ def run_job(kind, out, vocab, *extra, kill_after=None, state=None):
     by `state`, timed by the resume state written at the end of every epoch."""
     script = JOB.format(root=str(ROOT), tests=str(ROOT / "tests"))
     cmd = [sys.executable, "-c", script, kind, str(out), str(vocab), *map(str, extra)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if kill_after is None:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()[-3000:]
-        return err.decode()
-
-    def wait(cond):
-        deadline = time.time() + 300
-        while not cond() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
-
-    mtime = lambda: os.stat(state).st_mtime_ns if os.path.exists(state) else None  # noqa: E731
-    wait(lambda: mtime() is not None)  # end of the watched copy's epoch 1
-    first, t1 = mtime(), time.time()
-    wait(lambda: mtime() != first)     # end of epoch 2: now we know how long an epoch takes
-    time.sleep(kill_after * (time.time() - t1))
-    if proc.poll() is not None:
-        return False  # finished before the kill: nothing was tested
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return True
+    return run_or_kill(cmd, kill_after, state)
 
 
 def outputs_equal(a, b, name):
