@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -28,6 +29,17 @@ def deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def fields_without_late_defaults(spec, late: tuple[str, ...]) -> dict:
+    """A frozen dataclass's fields as a dict, without the `late` ones (fields added after
+    artifacts were made) where they hold their default: the keys, digests and recorded rule
+    parameters of what was made before them stay as they were."""
+    out = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    for f in dataclasses.fields(spec):
+        if f.name in late and out[f.name] == f.default:
+            del out[f.name]
     return out
 
 

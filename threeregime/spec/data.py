@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from .common import ConfigError, fmt
+from .common import ConfigError, fields_without_late_defaults, fmt
 
 
 class DataError(RuntimeError):
@@ -116,9 +116,7 @@ class DataIdentity:
         _check_identity(self.name, self.image_size, self.train_fraction)
 
     def as_dict(self) -> dict:
-        defaults = {f.name: f.default for f in fields(self)}
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in _OMITTED_AT_DEFAULT or getattr(self, f.name) != defaults[f.name]}
+        return fields_without_late_defaults(self, _OMITTED_AT_DEFAULT)
 
     def key(self) -> str:
         """Part of a dense run's key; never contains '_' (DenseRun.data_key_of relies on it)."""

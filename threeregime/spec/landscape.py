@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .common import fields_without_late_defaults
+
 # BatchNorm re-estimation runs the network in train mode, where each BatchNorm normalizes its
 # input by the statistics of the batch it is given: a deeper layer's input, and so the
 # statistics estimated for it, depend on that batch size. Both estimates fix it at the paper
@@ -59,7 +61,4 @@ class LandscapeSpec:
         """The fields, bn_estimate only when not the default: the landscape rule's parameters,
         which Snakemake records, stay what they were before it existed (a changed record would
         rerun every finished landscape job)."""
-        d = dict(self.__dict__)
-        if d["bn_estimate"] == LandscapeSpec.bn_estimate:
-            del d["bn_estimate"]
-        return d
+        return fields_without_late_defaults(self, ("bn_estimate",))

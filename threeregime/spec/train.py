@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Union
 
-from .common import ConfigError, whole
+from .common import ConfigError, fields_without_late_defaults, whole
 
 Ref = Union[str, Callable]  # "module:attribute" (imported where it runs) or the object itself
 
@@ -184,13 +184,7 @@ class TrainSpec:
         return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d["milestones"] = list(self.milestones)
-        defaults = {f.name: f.default for f in fields(self)}
-        for name in _OMITTED_AT_DEFAULT:
-            if d[name] == defaults[name]:
-                del d[name]
-        return d
+        return {**fields_without_late_defaults(self, _OMITTED_AT_DEFAULT), "milestones": list(self.milestones)}
 
 
 def inverse_sqrt_lr(global_step: int, lr: float, warmup: int) -> float:
