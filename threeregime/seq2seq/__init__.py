@@ -4,7 +4,6 @@
   vocab       the joint sentencepiece BPE vocabulary artifact (pad 0, unk 1, bos 2, eos 3)
   tokens      the corpus as token ids (long training pairs dropped, validation truncated), batches
   transformer the encoder-decoder Transformer (nn.Linear projections, tied embeddings, post-LN)
-  schedule    the inverse square-root schedule (defined in spec.train, torch-free)
   decode      greedy and beam search
   bleu        corpus BLEU with sacrebleu and its signature
   train       the training loop (Adam 0.9/0.98/1e-9, label smoothing, masks, resume, BLEU)
