@@ -90,13 +90,15 @@ def _check_finite(record: EpochRecord, history: list[EpochRecord], seeds) -> Non
 
 # --- full training state (resume files, segmented runs) -----------------------------------------
 
-def _to_cpu(obj):
+def to_cpu(obj):
+    """A copy of obj (tensors, dicts, lists, tuples of them) with every tensor on the CPU: what
+    a training state is saved as (shared with threeregime.seq2seq.train)."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(to_cpu(v) for v in obj)
     return obj
 
 
@@ -105,8 +107,8 @@ def training_state(model: FusedNetwork, opt, gens: list[torch.Generator], histor
     """Everything needed to continue training after `epoch` (1-based, completed epochs), as
     CPU copies: {"meta", "epoch", "model" (the fused state dict), "optimizer", "generators",
     "history"}. The format of the resume file, and of train_copies' start_state/state_out."""
-    return {"meta": meta, "epoch": int(epoch), "model": _to_cpu(model.state_dict()),
-            "optimizer": _to_cpu(opt.state_dict()), "generators": [g.get_state().clone() for g in gens],
+    return {"meta": meta, "epoch": int(epoch), "model": to_cpu(model.state_dict()),
+            "optimizer": to_cpu(opt.state_dict()), "generators": [g.get_state().clone() for g in gens],
             "history": [asdict(h) for h in history]}
 
 
@@ -117,7 +119,7 @@ def _load_training_state(st: dict, model: FusedNetwork, opt, gens: list[torch.Ge
     model.load_state_dict(st["model"])
     # a copy: Optimizer.load_state_dict keeps the given tensors (when already on the right
     # device) as its live state, which would change the caller's start_state in place
-    opt.load_state_dict(_to_cpu(st["optimizer"]))
+    opt.load_state_dict(to_cpu(st["optimizer"]))
     for g, s in zip(gens, st["generators"]):
         g.set_state(s)
     return [EpochRecord(**h) for h in st["history"]], int(st["epoch"])

@@ -40,7 +40,7 @@ from ..engine import Engine
 from ..spec.model import ModelSpec
 from ..spec.task import TASKS
 from ..spec.train import TrainSpec
-from ..training import DivergedError, clock, read_resume_state
+from ..training import DivergedError, clock, read_resume_state, to_cpu
 from .bleu import corpus_bleu
 from .decode import translate
 from .tokens import TokenData, epoch_batches
@@ -145,26 +145,16 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
-
-
 def training_state(model, opt, gen, history, epoch, step, device, meta=None) -> dict:
     """Everything needed to continue after `epoch` (completed epochs), as CPU copies."""
-    return {"meta": meta, "epoch": int(epoch), "step": int(step), "model": _cpu(model.copy_state(0)),
-            "optimizer": _cpu(opt.state_dict()), "generator": gen.get_state().clone(),
+    return {"meta": meta, "epoch": int(epoch), "step": int(step), "model": to_cpu(model.copy_state(0)),
+            "optimizer": to_cpu(opt.state_dict()), "generator": gen.get_state().clone(),
             "rng": _rng_state(device), "history": [dict(h) for h in history]}
 
 
 def _load_state(st: dict, model, opt, gen, device):
     model.load_copies([st["model"]])
-    opt.load_state_dict(_cpu(st["optimizer"]))
+    opt.load_state_dict(to_cpu(st["optimizer"]))
     gen.set_state(st["generator"])
     _set_rng_state(st["rng"], device)
     return [dict(h) for h in st["history"]], int(st["epoch"]), int(st["step"])
